@@ -1,0 +1,30 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+KPLAB := $(VENV)/bin/kplab
+# The CPU wheel installs from the local store in seconds; an unpinned torch pulls a CUDA build.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN) -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(KPLAB) train --preset fast --out runs/demo
+	$(KPLAB) evaluate runs/demo --out runs/demo/eval
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/faces_presets.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

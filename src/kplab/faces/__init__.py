@@ -1,0 +1,1 @@
+"""Facial keypoints: data, augmentation, models, training, metrics, photos and export."""

@@ -1,0 +1,15 @@
+"""The one place that talks to the terminal during long work: a tqdm bar and status lines on stderr."""
+
+import sys
+
+from tqdm.auto import tqdm
+
+
+def bar(iterable=None, *, desc: str = "", total: int | None = None, leave: bool = False):
+    """A progress bar on stderr; `.set_postfix(loss=...)` shows live numbers."""
+    return tqdm(iterable, desc=desc, total=total, leave=leave, file=sys.stderr, dynamic_ncols=True)
+
+
+def say(message: str) -> None:
+    """One status line on stderr, written so it does not tear an active bar."""
+    tqdm.write(message, file=sys.stderr)
