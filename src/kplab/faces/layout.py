@@ -14,6 +14,10 @@ IMAGE_SIZE = 96  # faces are IMAGE_SIZE x IMAGE_SIZE grey crops
 # I2DL normalisation: (kp - CENTER) / HALF, so (0, 0) is the image centre and the face fills about [-1, 1].
 CENTER = 48.0
 HALF = 48.0
+# Keypoint value (in pixels) at the centre of pixel column/row 0 of the image array. With 0.5 the
+# I2DL-normalised coordinates coincide with grid_sample(align_corners=False) coordinates; any other
+# value is a constant shift applied where pixels and points meet (geometry.py, crops from photos).
+PIXEL_CENTRE = 0.5
 
 
 @dataclass(frozen=True)
