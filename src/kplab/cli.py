@@ -30,7 +30,8 @@ def _register():
     import importlib
 
     for module, names in (
-        ("kplab.faces.commands", ("train", "evaluate", "predict", "export", "bench")),
+        ("kplab.faces.commands", ("train", "evaluate")),
+        ("kplab.faces.deploy_commands", ("predict", "export", "bench")),
         ("kplab.digits.commands", ("digits",)),
         ("kplab.scratch.commands", ("fundamentals",)),
     ):
