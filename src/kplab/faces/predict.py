@@ -1,0 +1,280 @@
+"""Keypoints for the pictures people have: `Predictor` takes photos (paths or arrays), finds and frames
+each face (detect.py), runs the model in batches on torch or ONNX Runtime, and returns every face's
+box and named keypoints in the original image's pixels.
+
+    >>> p = Predictor("default")                # or a model directory, or an exported .onnx file
+    >>> faces = p.predict("photo.jpg")          # or an (H, W[, C]) array, RGB by default
+    >>> faces[0]["left_eye_center"]             # (x, y) in photo pixels
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from kplab.errors import CheckpointError, DataError, KplabError
+from kplab.faces.detect import (Framing, HaarFaceDetector, crop_faces, uncrop_points, whole_image_affine)
+from kplab.faces.images import IMAGE_EXTENSIONS, read_image, to_bgr8, to_grey
+from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, to_pixels
+
+DEFAULT_MODEL = "faces-default"  # shipped inside the package at kplab/models/faces-default
+BACKENDS = ("torch", "onnx")
+# Photos are read and detected in chunks of at most this many pixels (about 100 MB as BGR), so a
+# folder of large photos never sits in memory at once; small crops still fill whole model batches.
+MAX_CHUNK_PIXELS = 2 ** 25
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model argument -> a path: the word "default" means the model shipped with kplab."""
+    if str(model) == "default":
+        path = Path(str(resources.files("kplab") / "models" / DEFAULT_MODEL))
+        if not (path / "model.json").is_file():
+            raise CheckpointError(f"the default model is not installed ({path} has no model.json); "
+                                  "pass a model directory from `kplab train`")
+        return path
+    path = Path(model)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such model directory or .onnx file")
+    return path
+
+
+@dataclass
+class Face:
+    """One face: detector box [x0, y0, x1, y1] and keypoints (K, 2), both in the photo's pixels (the
+    centre of pixel column j is x = j + PIXEL_CENTRE), plus the photo -> crop affine that framed it."""
+
+    box: np.ndarray        # (4,)
+    keypoints: np.ndarray  # (K, 2)
+    names: tuple[str, ...]
+    affine: np.ndarray = field(repr=False)  # (2, 3)
+
+    def __getitem__(self, name: str) -> tuple[float, float]:
+        x, y = self.keypoints[self.names.index(name)]
+        return float(x), float(y)
+
+    def to_dict(self, decimals: int = 2) -> dict:
+        return {"box": [round(float(v), decimals) for v in self.box],
+                "keypoints": {n: [round(float(x), decimals), round(float(y), decimals)]
+                              for n, (x, y) in zip(self.names, self.keypoints)}}
+
+
+@dataclass
+class Result:
+    """What one picture (a file, or a video frame) gave: its faces, or the reason it gave none."""
+
+    source: str
+    frame: int | None = None
+    faces: list[Face] = field(default_factory=list)
+    image: np.ndarray | None = field(default=None, repr=False)  # uint8 BGR, kept for annotation
+    error: str | None = None
+
+
+class Predictor:
+    """Photos in, faces with named keypoints out; batched, on torch or ONNX Runtime.
+
+    model: "default", a model directory, or (with backend="onnx") an exported .onnx file.
+    tta: average each prediction with the mirrored crop's (two forwards per batch).
+    detect: find faces with the Haar detector and frame them; False treats each image as a ready crop.
+    passes: framing passes per face; pass 2 and later re-frame on the previous pass's eyes and mouth.
+    threads: ONNX Runtime intra-op threads (torch uses torch.set_num_threads, a process setting).
+    `forward_calls` counts the model's forward calls (batches), on either backend.
+    """
+
+    def __init__(self, model: str | Path = "default", backend: str = "torch", tta: bool = False,
+                 detect: bool = True, passes: int = 2, batch_size: int = 256, threads: int | None = None):
+        if backend not in BACKENDS:
+            raise KplabError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if passes < 1 or batch_size < 1:
+            raise KplabError("passes and batch_size must be at least 1")
+        path = resolve_model(model)
+        self.module, self.layout, mean_shape = _load_backend(path, backend, threads)
+        self.backend, self.tta, self.detect, self.passes, self.batch_size = backend, tta, detect, passes, batch_size
+        self.detector = HaarFaceDetector() if detect else None
+        self.framing = None
+        if detect:
+            if mean_shape is None:
+                raise CheckpointError(f"{path}: the model records no mean_shape, which framing photos "
+                                      "needs; retrain it, or use --no-detect with ready 96x96 crops")
+            self.framing = Framing.from_mean_shape(mean_shape, self.layout)
+        self.min_side = self.detector.min_side if detect else IMAGE_SIZE // 4
+        self.forward_calls = 0
+        self.module.register_forward_hook(self._count_forward)
+
+    def _count_forward(self, module, inputs, output) -> None:
+        self.forward_calls += 1
+
+    # -- the model on crops -------------------------------------------------------------------
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        """Keypoints (N, K, 2) in crop pixels for grey crops (N, 96, 96) uint8, in batches."""
+        from kplab.faces.evaluate import predict
+
+        crops = np.asarray(crops)
+        if crops.ndim != 3 or crops.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"crops must be (N, {IMAGE_SIZE}, {IMAGE_SIZE}), got {crops.shape}")
+        if len(crops) == 0:
+            return np.zeros((0, self.layout.n_points, 2))
+        images = torch.from_numpy(crops).unsqueeze(1).float().div_(255)  # (N, 1, 96, 96)
+        norm = predict(self.module, images, self.layout, tta=self.tta, batch_size=self.batch_size)
+        return to_pixels(norm.double().numpy())  # (N, K, 2)
+
+    # -- photos -------------------------------------------------------------------------------
+    def predict(self, image, order: str = "rgb") -> list[Face]:
+        """Faces in one picture: a file path, or an array (H, W[, C]) (uint8, uint16 or float in
+        [0, 1]; `order` "rgb" or "bgr" for colour arrays). Largest face first."""
+        name = str(image) if isinstance(image, (str, Path)) else "image array"
+        if isinstance(image, (str, Path)):
+            bgr = read_image(image)
+        else:
+            try:
+                bgr = to_bgr8(np.asarray(image), order=order)
+            except ValueError as e:
+                raise DataError(f"image array: {e}") from None
+        self.check_size(bgr, name)
+        return self.predict_images([bgr])[0]
+
+    def check_size(self, bgr: np.ndarray, name: str) -> None:
+        h, w = bgr.shape[:2]
+        if min(h, w) < self.min_side:
+            raise DataError(f"{name}: too small ({w}x{h} px); a face needs at least "
+                            f"{self.min_side}x{self.min_side} px")
+
+    def predict_images(self, images: list[np.ndarray]) -> list[list[Face]]:
+        """Faces for each of several uint8 BGR images, all crops of all images batched together."""
+        greys = [to_grey(im) for im in images]
+        if self.detect:
+            boxes = [self.detector.detect(g) for g in greys]  # each (F_i, 4)
+            affines = [self.framing.from_boxes(b) for b in boxes]  # each (F_i, 2, 3)
+        else:
+            boxes = [np.array([[0, 0, g.shape[1], g.shape[0]]], np.float64) + (PIXEL_CENTRE - 0.5) for g in greys]
+            affines = [whole_image_affine(*g.shape)[None] for g in greys]
+        counts = [len(b) for b in boxes]
+        if sum(counts) == 0:
+            return [[] for _ in images]
+        for _ in range(self.passes if self.detect else 1):
+            crops = np.concatenate([crop_faces(g, a) for g, a in zip(greys, affines) if len(a)])
+            points = uncrop_points(self.predict_crops(crops), np.concatenate(affines))  # (F, K, 2) photo px
+            per_image = np.split(points, np.cumsum(counts)[:-1])
+            last_affines = affines
+            if self.detect:
+                affines = [_reframe(self.framing, p, a) for p, a in zip(per_image, affines)]
+        return [[Face(box, pts, self.layout.names, a) for box, pts, a in zip(b, p, aa)]
+                for b, p, aa in zip(boxes, per_image, last_affines)]
+
+    def predict_files(self, paths: Iterable[str | Path]) -> Iterator[Result]:
+        """One Result per file, in order; unreadable files give a Result with `error` set. Files are
+        read in chunks (at most batch_size images or MAX_CHUNK_PIXELS pixels) whose faces share batches."""
+        chunk: list[Result] = []
+        pixels = 0
+        for path in paths:
+            result = Result(str(path))
+            try:
+                result.image = read_image(path)
+                self.check_size(result.image, str(path))
+            except DataError as e:
+                result.image, result.error = None, str(e)
+            chunk.append(result)
+            if result.image is not None:
+                pixels += result.image.shape[0] * result.image.shape[1]
+            if sum(r.image is not None for r in chunk) >= self.batch_size or pixels >= MAX_CHUNK_PIXELS:
+                yield from self._finish(chunk)
+                chunk, pixels = [], 0
+        yield from self._finish(chunk)
+
+    def _finish(self, chunk: list[Result]) -> list[Result]:
+        readable = [r for r in chunk if r.image is not None]
+        for r, faces in zip(readable, self.predict_images([r.image for r in readable]) if readable else []):
+            r.faces = faces
+        return chunk
+
+
+# A re-framing that changes a face's scale by more than this factor means the previous pass's
+# prediction was not a face shape (e.g. a false detection); such a face keeps its framing.
+MAX_REFRAME_SCALE_CHANGE = 2.0
+
+
+def _reframe(framing: Framing, points: np.ndarray, affines: np.ndarray) -> np.ndarray:
+    """Next-pass affines (F, 2, 3) from predicted photo points (F, K, 2), keeping the old ones where
+    the new framing's scale differs implausibly."""
+    if len(points) == 0:
+        return affines
+    new = framing.from_points(points)
+    ratio = np.sqrt(np.abs(np.linalg.det(new[:, :, :2]) / np.linalg.det(affines[:, :, :2])))  # (F,)
+    ok = (ratio < MAX_REFRAME_SCALE_CHANGE) & (ratio > 1 / MAX_REFRAME_SCALE_CHANGE)
+    return np.where(ok[:, None, None], new, affines)
+
+
+def _load_backend(path: Path, backend: str, threads: int | None) -> tuple[torch.nn.Module, Layout, list | None]:
+    """(module mapping (N, 1, 96, 96) -> (N, 2K), layout, mean shape or None) for a model path."""
+    from kplab.faces.export import OnnxModule, export_onnx, read_meta, weights_sha256
+    from kplab.faces.model import load_model
+
+    if path.is_file():
+        if backend != "onnx" or path.suffix != ".onnx":
+            raise CheckpointError(f"{path}: a model file must be an exported .onnx used with backend='onnx'; "
+                                  "otherwise pass a model directory")
+        module = OnnxModule(path, threads)
+        return module, module.layout, module.mean_shape
+    meta = read_meta(path)
+    layout = Layout.from_dict(meta["layout"])
+    mean_shape = meta.get("mean_shape")
+    if backend == "torch":
+        return load_model(path), layout, mean_shape
+    # An up-to-date model.onnx beside the weights (from `kplab export`) saves the export time.
+    beside = path / "model.onnx"
+    if beside.is_file():
+        module = OnnxModule(beside, threads)
+        if module.metadata.get("weights_sha256") == weights_sha256(path):
+            return module, layout, mean_shape
+    from kplab.progress import say
+
+    say(f"exporting {path} to ONNX in memory (run `kplab export {path}` once to skip this)")
+    return OnnxModule(export_onnx(load_model(path), meta), threads), layout, mean_shape
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]:
+    """INPUT arguments -> ([(kind, path)], problems), kind "image" or "video", in the order given.
+
+    Folders are walked recursively (sorted; hidden entries skipped) for image and video files; a named
+    file is taken as a video by its extension and as an image otherwise (reading it tells whether it is).
+    """
+    from kplab.faces.video import VIDEO_EXTENSIONS
+
+    items, problems = [], []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            found = [p for p in sorted(given.rglob("*"))
+                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(given).parts)
+                     and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
+            if not found:
+                problems.append(f"{given}: no images or videos in this folder "
+                                f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
+            items += [("video" if p.suffix.lower() in VIDEO_EXTENSIONS else "image", p) for p in found]
+        elif given.is_file():
+            items.append(("video" if given.suffix.lower() in VIDEO_EXTENSIONS else "image", given))
+        else:
+            problems.append(f"{given}: no such file or folder")
+    return items, problems
+
+
+def draw_faces(image_bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """A copy of the picture with each face's box (green) and keypoints (red) drawn on it."""
+    import cv2
+
+    out = image_bgr.copy()
+    sub = 16  # OpenCV draws at 1/16 px precision with shift=4
+    for face in faces:
+        x0, y0, x1, y1 = (np.asarray(face.box) - PIXEL_CENTRE)
+        size = max(x1 - x0, y1 - y0)
+        thick = max(1, int(round(size / 150)))
+        cv2.rectangle(out, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), (0, 200, 0), thick)
+        radius = max(1.0, size / 80)
+        for x, y in face.keypoints - PIXEL_CENTRE:
+            if np.isfinite(x) and np.isfinite(y):
+                cv2.circle(out, (int(round(x * sub)), int(round(y * sub))), int(round(radius * sub)),
+                           (0, 0, 255), -1, cv2.LINE_AA, shift=4)
+    return out

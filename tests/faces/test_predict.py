@@ -1,0 +1,130 @@
+"""Predictor and `kplab predict`: real photos with the shipped model, batching, the Python API."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from kplab.cli import main
+from kplab.errors import CheckpointError
+from kplab.faces.layout import KAGGLE15, to_pixels
+from kplab.faces.metrics import per_image_nme
+from kplab.faces.model import load_model
+from kplab.faces.predict import Predictor, resolve_model
+
+
+def read_truth(folder):
+    with open(folder / "keypoints.csv", newline="") as f:
+        return {r["file"]: np.array([float(r[c]) for c in KAGGLE15.csv_columns()]).reshape(-1, 2)
+                for r in csv.DictReader(f)}
+
+
+def match(faces, truth):
+    """The face whose box holds the true eyes-and-mouth centre (largest if several), or None."""
+    centre = truth[[0, 1, 11, 12]].mean(0)
+    inside = [f for f in faces if f["box"][0] <= centre[0] <= f["box"][2] and f["box"][1] <= centre[1] <= f["box"][3]]
+    return max(inside, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]), default=None)
+
+
+def photo_scores(records, truth):
+    """(number of photos with a matched face, mean NME_io over them) from face records."""
+    by_file = {}
+    for r in records:
+        by_file.setdefault(r["file"], []).append(r)
+    pred, target = [], []
+    for name, points in truth.items():
+        face = match(by_file.get(name, []), points)
+        if face is not None:
+            pred.append([face["keypoints"][n] for n in KAGGLE15.names])
+            target.append(points)
+    nme = per_image_nme(np.array(pred), np.array(target), KAGGLE15, "io")
+    return len(pred), float(np.mean(nme))
+
+
+@pytest.mark.real
+def test_default_model_on_40_real_photos_finds_the_faces_and_places_the_points(shared_data, tmp_path):
+    folder = shared_data / "faces" / "photos"
+    truth = read_truth(folder)
+    result = CliRunner().invoke(main, ["predict", "default", str(folder), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    for r in records:
+        r["file"] = r["file"].rsplit("/", 1)[-1]
+    found, nme = photo_scores(records, truth)
+    print(f"\n40 photos, default model, 2 passes: faces found {found}, mean NME_io {100 * nme:.2f}%")
+    assert found >= 38
+    assert nme <= 0.06
+    assert len(list((tmp_path / "annotated").iterdir())) == len(truth)
+
+
+@pytest.mark.real
+def test_second_framing_pass_beats_the_detector_box_alone(shared_data):
+    folder = shared_data / "faces" / "photos"
+    truth = read_truth(folder)
+    paths = [folder / name for name in truth]
+    scores = {}
+    for passes in (1, 2):
+        predictor = Predictor("default", passes=passes)
+        records = [{"file": r.source.rsplit("/", 1)[-1], **f.to_dict()}
+                   for r in predictor.predict_files(paths) for f in r.faces]
+        scores[passes] = photo_scores(records, truth)[1]
+    print(f"\nmean NME_io: 1 pass {100 * scores[1]:.2f}%, 2 passes {100 * scores[2]:.2f}%")
+    assert scores[2] < scores[1]
+
+
+def test_a_folder_of_1000_crops_is_predicted_in_batches(tiny_model_dir, tmp_path):
+    # Smooth random blobs rather than white noise, so crops differ in ways the model responds to.
+    coarse = torch.rand(1000, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    smooth = torch.nn.functional.interpolate(coarse, size=(96, 96), mode="bilinear", align_corners=False)
+    crops = (smooth[:, 0] * 255).round().to(torch.uint8).numpy()  # (1000, 96, 96)
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i, crop in enumerate(crops):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), crop)
+    predictor = Predictor(tiny_model_dir, detect=False, batch_size=256)
+    results = list(predictor.predict_files(sorted(folder.iterdir())))
+    assert len(results) == 1000 and all(len(r.faces) == 1 for r in results)
+    assert predictor.forward_calls == 4  # ceil(1000 / 256) batches, not 1000 single forwards
+    # Reference: the torch model called directly on the same pixels (a sample of them); a ready
+    # crop maps 1:1 to pixels, and the results keep the files' order.
+    pick = np.random.default_rng(0).choice(1000, 64, replace=False)
+    model = load_model(tiny_model_dir)
+    with torch.no_grad():
+        expected = to_pixels(model(torch.from_numpy(crops[pick]).unsqueeze(1).float() / 255).view(64, -1, 2).numpy())
+    got = np.stack([results[i].faces[0].keypoints for i in pick])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(results[0].faces[0].box, [0, 0, 96, 96])
+
+
+def test_python_api_takes_paths_and_arrays_and_names_the_points(tiny_model_dir, detectable_face, tmp_path):
+    grey, _ = detectable_face
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), grey)
+    predictor = Predictor(tiny_model_dir)
+    from_path = predictor.predict(path)
+    from_grey = predictor.predict(grey)
+    from_rgb = predictor.predict(np.repeat(grey[..., None], 3, axis=2))
+    from_float = predictor.predict(grey.astype(np.float32) / 255)
+    assert len(from_path) == 1
+    for other in (from_grey, from_rgb, from_float):
+        np.testing.assert_allclose(other[0].keypoints, from_path[0].keypoints, atol=1e-6)
+    face = from_path[0]
+    assert face["nose_tip"] == tuple(face.keypoints[KAGGLE15.index("nose_tip")])
+    record = face.to_dict()
+    assert list(record["keypoints"]) == list(KAGGLE15.names) and len(record["box"]) == 4
+    assert predictor.forward_calls == 4 * 2  # four pictures, two framing passes each
+
+
+def test_model_arguments_resolve_or_say_what_is_missing(tmp_path):
+    with pytest.raises(CheckpointError, match="nope"):
+        resolve_model(tmp_path / "nope")
+    try:
+        path = resolve_model("default")
+    except CheckpointError as e:
+        assert "default model is not installed" in str(e)
+    else:
+        assert path.parts[-2:] == ("models", "faces-default") and (path / "model.json").is_file()
