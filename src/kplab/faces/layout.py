@@ -14,10 +14,13 @@ IMAGE_SIZE = 96  # faces are IMAGE_SIZE x IMAGE_SIZE grey crops
 # I2DL normalisation: (kp - CENTER) / HALF, so (0, 0) is the image centre and the face fills about [-1, 1].
 CENTER = 48.0
 HALF = 48.0
-# Keypoint value (in pixels) at the centre of pixel column/row 0 of the image array. With 0.5 the
-# I2DL-normalised coordinates coincide with grid_sample(align_corners=False) coordinates; any other
-# value is a constant shift applied where pixels and points meet (geometry.py, crops from photos).
-PIXEL_CENTRE = 0.5
+# Keypoint value (in pixels) at the centre of pixel column/row 0 of the image array. The shared faces
+# carry 1-based (Matlab-style, as in the iBUG annotations) labels: a model trained without flips
+# predicts mirrored val faces with a mean x bias of +1.50 px if we assume 0.5 here and +0.50 px with
+# 1.0 (score on mirrored val 268 vs 348; unmirrored 370). With 0.5 the I2DL-normalised coordinates
+# would coincide with grid_sample(align_corners=False) coordinates; any value is a constant shift
+# applied where pixels and points meet (geometry, drawing, crops from photos).
+PIXEL_CENTRE = 1.0
 
 
 @dataclass(frozen=True)

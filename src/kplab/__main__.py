@@ -1,0 +1,3 @@
+from kplab.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""Inference over a face set and its metrics (the `evaluate` phase, shared by training and the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kplab.faces.data import FaceSet
+from kplab.faces.layout import Layout, normalise
+from kplab.faces.metrics import keypoint_metrics
+from kplab.faces.augment import flip_faces
+
+
+def to_tensors(faces: FaceSet, device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images (N, 1, 96, 96) float in [0, 1], normalised points (N, K, 2) with 0 where missing, mask (N, K)."""
+    images = torch.from_numpy(faces.images).to(device).unsqueeze(1).float().div_(255)
+    mask = torch.from_numpy(faces.mask).to(device)
+    points = torch.from_numpy(np.nan_to_num(normalise(faces.keypoints), nan=0.0)).float().to(device)
+    return images, points, mask
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, layout: Layout, tta: bool = False,
+            batch_size: int = 256) -> torch.Tensor:
+    """Normalised keypoints (N, K, 2) for images (N, 1, 96, 96); `tta` averages with the mirrored image."""
+    model.eval()
+    out = []
+    for chunk in images.split(batch_size):
+        chunk = chunk.contiguous(memory_format=torch.channels_last)
+        pred = model(chunk).view(len(chunk), layout.n_points, 2)
+        if tta:
+            mirrored = chunk.flip(-1)
+            _, back = flip_faces(mirrored, model(mirrored).view_as(pred), layout)  # mirror points back
+            pred = (pred + back) / 2
+        out.append(pred)
+    return torch.cat(out)
+
+
+def evaluate(model, images, points, mask, layout: Layout, tta: bool = False) -> tuple[torch.Tensor, dict]:
+    """Predict and score; returns (predictions (N, K, 2), metrics dict)."""
+    pred = predict(model, images, layout, tta=tta)
+    return pred, keypoint_metrics(pred, points, layout, mask=mask)
+
+
+def write_training_figures(out: str | Path, history: list[dict], val_set: FaceSet) -> None:
+    """OUT/curves.png (loss and val score per epoch) and OUT/val_grid.png (best model on val faces)."""
+    from kplab.faces import report
+    from kplab.faces.model import load_model
+
+    out = Path(out)
+    report.plot_curves(history, out / "curves.png")
+    model = load_model(out)
+    images, points, mask = to_tensors(val_set)
+    pred = predict(model, images, val_set.layout)
+    n = min(16, len(val_set))
+    pick = np.random.default_rng(0).choice(len(val_set), n, replace=False)
+    report.plot_face_grid(val_set.images[pick], pred[pick].numpy(), points[pick].numpy(), val_set.layout,
+                          out / "val_grid.png")
+
+
+def evaluation_report(model, faces: FaceSet, out: str | Path, tta: bool = False) -> tuple[dict, str]:
+    """Metrics plus OUT/{metrics.json, ced.png, keypoints.csv, worst.png, random.png}; returns (metrics, text)."""
+    from kplab import checkpoint
+    from kplab.faces import report
+    from kplab.faces.metrics import format_table, per_image_nme, per_keypoint_table
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    layout = faces.layout
+    images, points, mask = to_tensors(faces, next(model.parameters()).device)
+    pred, metrics = evaluate(model, images, points, mask, layout, tta=tta)
+    pred, target, mask = pred.cpu().numpy(), points.cpu().numpy(), faces.mask
+    nme = per_image_nme(pred, target, layout, mask=mask)
+    rows = per_keypoint_table(pred, target, layout, mask=mask)
+    checkpoint.atomic_write_json(out / "metrics.json", metrics)
+    report.plot_ced({f"{faces.source or 'faces'}": nme}, out / "ced.png")
+    report.write_keypoint_table(rows, out / "keypoints.csv")
+    worst, random = report.worst_and_random(nme, min(16, len(faces)), seed=0)
+    titles = [f"NME {100 * v:.1f}%" for v in nme]
+    for name, idx in (("worst", worst), ("random", random)):
+        shown = np.where(mask[idx, :, None], target[idx], np.nan)  # missing points are not drawn
+        report.plot_face_grid(faces.images[idx], pred[idx], shown, layout, out / f"{name}.png",
+                              titles=[titles[i] for i in idx])
+    summary = format_table([{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"])
+    text = (f"{faces.source}: {len(faces)} faces{' (flip TTA)' if tta else ''}\n{summary}\n\n"
+            f"{format_table(rows, list(rows[0]))}\n\nfigures and tables in {out}")
+    return metrics, text

@@ -1,0 +1,176 @@
+"""Keypoint CNNs: a small residual backbone with a soft-argmax heatmap head (or a regression head).
+
+Every model maps (N, 1, 96, 96) images in [0, 1] to (N, 2K) I2DL-normalised coordinates, so it drops
+into the I2DL notebook (`model(image).view(-1, 15, 2)`), and carries an `hparams` dict like the
+course's models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kplab import checkpoint
+from kplab.config import from_dict, to_dict
+from kplab.errors import CheckpointError
+from kplab.faces.layout import HALF, IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
+
+# I2DL model limits.
+MAX_PARAMS = 5_000_000
+MAX_FILE_MB = 20.0
+
+
+@dataclass
+class ModelConfig:
+    head: str = "heatmap"                  # "heatmap" (soft-argmax over K maps) or "regression"
+    widths: tuple[int, ...] = (24, 48, 96, 192)  # channels per stage; stage s runs at stride 2**(s+1)
+    blocks: tuple[int, ...] = (1, 1, 2, 2)       # residual blocks per stage
+    heatmap_stride: int = 4                # heatmap resolution = 96 / stride (4 -> 24x24)
+    head_width: int = 64                   # channels of the upsampling path
+    dropout: float = 0.1                   # Dropout2d before the head: whole feature maps, as suits convs
+    softargmax_beta: float = 1.0           # initial inverse temperature (learned)
+
+
+class ConvBN(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int = 1, act: bool = True):
+        layers = [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.body = nn.Sequential(ConvBN(c, c), ConvBN(c, c, act=False))
+
+    def forward(self, x):
+        return F.relu(x + self.body(x))
+
+
+class Backbone(nn.Module):
+    """Stride-2 stem, then one stride-2 downsampling conv + residual blocks per stage."""
+
+    def __init__(self, widths: tuple[int, ...], blocks: tuple[int, ...]):
+        super().__init__()
+        self.stem = ConvBN(1, widths[0], stride=2)  # (N, w0, 48, 48)
+        stages, cin = [], widths[0]
+        for i, (w, b) in enumerate(zip(widths, blocks)):
+            down = ConvBN(cin, w, stride=2) if i > 0 else ConvBN(cin, w)
+            stages.append(nn.Sequential(down, *[ResBlock(w) for _ in range(b)]))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x) -> list[torch.Tensor]:
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)  # strides 2, 4, 8, 16, ...
+        return feats
+
+
+def _cell_centres(size: int) -> torch.Tensor:
+    """I2DL-normalised coordinates of the centres of `size` equal cells spanning the image."""
+    px = (torch.arange(size, dtype=torch.float32) + 0.5) * (IMAGE_SIZE / size) - 0.5 + PIXEL_CENTRE
+    return (px - HALF) / HALF
+
+
+class KeypointNet(nn.Module):
+    def __init__(self, cfg: ModelConfig, layout: Layout = KAGGLE15):
+        super().__init__()
+        self.cfg, self.layout = cfg, layout
+        self.hparams = {"model": to_dict(cfg), "layout": layout.to_dict()}
+        self.backbone = Backbone(cfg.widths, cfg.blocks)
+        self.drop = nn.Dropout2d(cfg.dropout)
+        k = layout.n_points
+        if cfg.head == "heatmap":
+            # Top-down path: the deepest features are upsampled stage by stage to the heatmap
+            # stride, adding a 1x1 lateral of each stage on the way (a minimal FPN).
+            strides = [2 ** (i + 1) for i in range(len(cfg.widths))]
+            if cfg.heatmap_stride not in strides:
+                raise ValueError(f"heatmap_stride must be one of {strides}")
+            self.first_level = strides.index(cfg.heatmap_stride)
+            self.laterals = nn.ModuleList(
+                nn.Conv2d(w, cfg.head_width, 1) for w in cfg.widths[self.first_level:])
+            self.smooth = ConvBN(cfg.head_width, cfg.head_width)
+            self.to_heatmaps = nn.Conv2d(cfg.head_width, k, 1)
+            size = IMAGE_SIZE // cfg.heatmap_stride
+            self.register_buffer("grid", _cell_centres(size), persistent=False)
+            self.log_beta = nn.Parameter(torch.tensor(float(cfg.softargmax_beta)).log())
+        elif cfg.head == "regression":
+            self.fc = nn.Linear(cfg.widths[-1], 2 * k)
+        else:
+            raise ValueError(f"unknown head {cfg.head!r}; use 'heatmap' or 'regression'")
+
+    def heatmaps(self, x) -> torch.Tensor:
+        feats = self.backbone(x)[self.first_level:]
+        y = self.laterals[-1](self.drop(feats[-1]))
+        for lateral, f in zip(reversed(self.laterals[:-1]), reversed(feats[:-1])):
+            y = F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False) + lateral(f)
+        return self.to_heatmaps(self.smooth(y))  # (N, K, S, S) logits
+
+    def forward(self, x) -> torch.Tensor:
+        n = x.shape[0]
+        if self.cfg.head == "regression":
+            f = self.drop(self.backbone(x)[-1]).mean((2, 3))
+            return self.fc(f)  # (N, 2K)
+        logits = self.heatmaps(x) * self.log_beta.exp()  # (N, K, S, S)
+        s = logits.shape[-1]
+        prob = logits.flatten(2).softmax(-1).view(n, -1, s, s)
+        x_coord = (prob.sum(2) * self.grid).sum(-1)  # (N, K): marginal over rows, expectation over columns
+        y_coord = (prob.sum(3) * self.grid).sum(-1)
+        return torch.stack((x_coord, y_coord), -1).flatten(1)  # (N, 2K)
+
+
+def build_model(cfg: ModelConfig, layout: Layout = KAGGLE15) -> KeypointNet:
+    return KeypointNet(cfg, layout)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_i2dl_limits(n_params: int, file_mb: float) -> None:
+    """Raise if a model breaks the I2DL limits (< 5 M parameters, saved file < 20 MB)."""
+    if n_params >= MAX_PARAMS:
+        raise ValueError(f"{n_params:,} parameters: the I2DL limit is fewer than {MAX_PARAMS:,}")
+    if file_mb >= MAX_FILE_MB:
+        raise ValueError(f"saved model is {file_mb:.1f} MB: the I2DL limit is under {MAX_FILE_MB:.0f} MB")
+
+
+def save_model(directory: str | Path, model: KeypointNet, extra: dict | None = None) -> Path:
+    """Write DIR/model.safetensors + DIR/model.json (architecture, layout, normalisation, extra)."""
+    from kplab import __version__
+
+    meta = {
+        "kplab_version": __version__,
+        "task": "faces",
+        "model": to_dict(model.cfg),
+        "layout": model.layout.to_dict(),
+        "normalisation": {"image": "pixel/255", "keypoints": f"(kp - {HALF}) / {HALF}",
+                          "image_size": IMAGE_SIZE, "pixel_centre": PIXEL_CENTRE},
+        "n_params": count_params(model),
+        **(extra or {}),
+    }
+    path = checkpoint.save(directory, model.state_dict(), meta)
+    check_i2dl_limits(meta["n_params"], path.stat().st_size / 1e6)
+    return path
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> KeypointNet:
+    """Rebuild the model from DIR/model.json and load DIR/model.safetensors; eval mode."""
+    tensors, meta = checkpoint.load(directory)
+    if meta.get("task") != "faces":
+        raise CheckpointError(f"{directory}: not a face keypoint model (task={meta.get('task')!r})")
+    model = build_model(from_dict(ModelConfig, meta["model"]), Layout.from_dict(meta["layout"]))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{directory}: weights do not fit the architecture "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.hparams.update({k: meta[k] for k in ("config", "metrics") if k in meta})
+    return model.to(device).eval()

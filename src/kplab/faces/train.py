@@ -1,0 +1,198 @@
+"""Training: one plain loop (AdamW, warm-up + cosine, weight EMA, masked loss, best-by-val checkpoint).
+
+Every epoch ends with an atomic training-state checkpoint in OUT/state, so a run killed at any moment
+resumes (`resume=True`) from the last finished epoch. All randomness of epoch e comes from generators
+seeded with (seed, e), so a resumed run continues exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kplab import checkpoint
+from kplab.config import to_dict
+from kplab.faces.augment import AugmentConfig, Augmenter
+from kplab.faces.data import FaceSet
+from kplab.faces.evaluate import evaluate, to_tensors
+from kplab.faces.model import ModelConfig, build_model, count_params, save_model
+from kplab.progress import bar, say
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 2e-3              # peak learning rate after warm-up
+    min_lr_ratio: float = 0.01    # cosine decays to lr * min_lr_ratio
+    warmup_epochs: float = 1.0
+    weight_decay: float = 1e-4
+    loss: str = "l1"              # "l1" | "mse" | "smooth_l1" on normalised coordinates, masked
+    ema_decay: float = 0.998      # per step; the EMA weights are what gets evaluated and saved
+    grad_clip: float = 5.0
+    val_tta: bool = False         # also average with the flipped image when validating
+    threads: int = 0              # torch threads; 0 = all cores
+    seed: int = 0
+
+
+def learning_rate(step: int, total_steps: int, warmup_steps: int, lr: float, min_ratio: float) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `lr * min_ratio` at `total_steps`."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean loss over present coordinates. pred/target (N, K, 2) normalised, mask (N, K) bool."""
+    per_coord = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}[kind](
+        pred, target, reduction="none")  # (N, K, 2)
+    weights = mask.unsqueeze(-1).expand_as(per_coord).to(per_coord.dtype)
+    return (per_coord * weights).sum() / weights.sum().clamp(min=1)
+
+
+class EMA:
+    """Exponential moving average of a model's parameters and buffers (BN statistics copied)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        # Short warm-up of the decay so early averages are not dominated by the random init.
+        d = min(self.decay, (1 + step) / (10 + step))
+        for e, m in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(m.detach(), 1 - d)
+        for e, m in zip(self.model.buffers(), model.buffers()):
+            e.copy_(m)
+
+
+def train_one_epoch(model, ema, optimizer, augmenter, data, cfg: TrainConfig, epoch: int,
+                    steps_per_epoch: int, total_steps: int, device) -> float:
+    images, points, mask = data  # (N, 1, 96, 96), (N, K, 2), (N, K) on `device`
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws from the global generator
+    order = torch.randperm(len(images), generator=gen)
+    model.train()
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    running, progress = 0.0, bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}")
+    for i in progress:
+        step = epoch * steps_per_epoch + i
+        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        x, y, m = augmenter(images[idx], points[idx], mask[idx], gen)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, total_steps, warmup, cfg.lr, cfg.min_lr_ratio)
+        pred = model(x.contiguous(memory_format=torch.channels_last)).view_as(y)  # (B, K, 2)
+        loss = masked_loss(pred, y, m, cfg.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        ema.update(model, step)
+        running += (loss.item() - running) / (i + 1)
+        progress.set_postfix(loss=f"{running:.4f}")
+    progress.close()
+    return running
+
+
+def _state_tensors(model, ema, optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Flatten everything needed to resume into tensors + JSON (no pickle)."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.model.state_dict().items()})
+    opt = optimizer.state_dict()
+    for pid, state in opt["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value)
+    return tensors, {"param_groups": opt["param_groups"]}
+
+
+def _restore_state(tensors, meta, model, ema, optimizer) -> None:
+    def strip(prefix):
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    model.load_state_dict(strip("model."))
+    ema.model.load_state_dict(strip("ema."))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in strip("optim.").items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Path,
+          device: str = "cpu", resume: bool = False, config_extra: dict | None = None) -> dict[str, Any]:
+    """Train, keep the best EMA weights by val score in OUT/model.*; return the final metrics dict."""
+    out = Path(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    layout = train_set.layout
+    model = build_model(cfg.model, layout).to(device).to(memory_format=torch.channels_last)
+    ema = EMA(model, cfg.ema_decay)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN, biases, temperature
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    augmenter = Augmenter(cfg.augment, layout)
+    data = to_tensors(train_set, device)
+    val = to_tensors(val_set, device)
+    steps_per_epoch = len(train_set) // cfg.batch_size  # drop the ragged last batch (BN needs > 1)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training faces is fewer than one batch of {cfg.batch_size}")
+    total_steps = cfg.epochs * steps_per_epoch
+
+    saved_config = {"train": to_dict(cfg), **(config_extra or {})}
+    # The training faces' mean keypoints (pixels): photo cropping frames new faces to match them.
+    mean_shape = np.nanmean(train_set.keypoints, axis=0).round(3).tolist()  # (K, 2)
+    history: list[dict[str, Any]] = []
+    best, start_epoch = -math.inf, 0
+    state_dir = out / "state"
+    if resume and (state_dir / "train.json").is_file():
+        tensors, meta = checkpoint.load(state_dir, "train")
+        _restore_state(tensors, meta, model, ema, optimizer)
+        history, best, start_epoch = meta["history"], meta["best_score"], meta["epoch"] + 1
+        say(f"resuming {out} after epoch {start_epoch} (best val score so far {best:.1f})")
+    elif resume:
+        say(f"nothing to resume in {out}; starting from scratch")
+
+    say(f"model: {count_params(model):,} parameters; {len(train_set)} train / {len(val_set)} val faces; "
+        f"{steps_per_epoch} steps per epoch")
+    t0 = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
+    for epoch in range(start_epoch, cfg.epochs):
+        loss = train_one_epoch(model, ema, optimizer, augmenter, data, cfg, epoch,
+                               steps_per_epoch, total_steps, device)
+        _, metrics = evaluate(ema.model, *val, layout, tta=cfg.val_tta)
+        history.append({"epoch": epoch + 1, "train_loss": loss, "val_score": metrics["score"],
+                        "val_rmse_px": metrics["rmse_px"], "val_nme_io": metrics["nme_io"],
+                        "elapsed_s": time.perf_counter() - t0})
+        improved = metrics["score"] > best
+        if improved:
+            best = metrics["score"]
+            save_model(out, ema.model, {"config": saved_config, "mean_shape": mean_shape,
+                                         "metrics": {"val": metrics, "epoch": epoch + 1}})
+        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val score {metrics['score']:.1f}  "
+            f"rmse {metrics['rmse_px']:.2f}px  nme_io {100 * metrics['nme_io']:.2f}%"
+            f"{'  (best)' if improved else ''}  [{history[-1]['elapsed_s']:.0f}s]")
+        tensors, meta = _state_tensors(model, ema, optimizer)
+        checkpoint.save(state_dir, tensors, {**meta, "epoch": epoch, "history": history, "best_score": best},
+                        name="train")
+    summary = {"best_val_score": best, "epochs": cfg.epochs, "wall_s": history[-1]["elapsed_s"] if history else 0,
+               "n_params": count_params(model), "history": history}
+    checkpoint.atomic_write_json(out / "metrics.json", summary)
+    return summary
