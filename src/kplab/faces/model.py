@@ -168,9 +168,10 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Key
     if meta.get("task") != "faces":
         raise CheckpointError(f"{directory}: not a face keypoint model (task={meta.get('task')!r})")
     model = build_model(from_dict(ModelConfig, meta["model"]), Layout.from_dict(meta["layout"]))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{directory}: weights do not fit the architecture "
-                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise CheckpointError(f"{directory}: weights do not fit the architecture in model.json ({first})") from None
     model.hparams.update({k: meta[k] for k in ("config", "metrics") if k in meta})
     return model.to(device).eval()
