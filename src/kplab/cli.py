@@ -25,25 +25,14 @@ def main():
     """kplab: facial keypoints, semi-supervised digits, convolution from scratch."""
 
 
-def _register():
-    # Each part owns a `commands.py` with its click commands; missing parts are simply absent.
-    import importlib
+# Each part keeps its click commands beside its code (heavy imports stay inside the commands).
+from kplab.digits.commands import digits  # noqa: E402
+from kplab.faces.commands import evaluate, train  # noqa: E402
+from kplab.faces.deploy_commands import bench, export, predict  # noqa: E402
+from kplab.scratch.commands import fundamentals  # noqa: E402
 
-    for module, names in (
-        ("kplab.faces.commands", ("train", "evaluate")),
-        ("kplab.faces.deploy_commands", ("predict", "export", "bench")),
-        ("kplab.digits.commands", ("digits",)),
-        ("kplab.scratch.commands", ("fundamentals",)),
-    ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        for name in names:
-            if hasattr(mod, name):
-                main.add_command(getattr(mod, name))
+for _command in (train, evaluate, predict, export, bench, digits, fundamentals):
+    main.add_command(_command)
 
-
-_register()
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,8 @@ from tqdm.auto import tqdm
 
 def bar(iterable=None, *, desc: str = "", total: int | None = None, leave: bool = False):
     """A progress bar on stderr; `.set_postfix(loss=...)` shows live numbers."""
-    return tqdm(iterable, desc=desc, total=total, leave=leave, file=sys.stderr, dynamic_ncols=True)
+    # disable=None: a live bar on a terminal, nothing in logs and pipes (epoch lines still come via `say`).
+    return tqdm(iterable, desc=desc, total=total, leave=leave, file=sys.stderr, dynamic_ncols=True, disable=None)
 
 
 def say(message: str) -> None:
