@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from kplab.cli import main
 from kplab.errors import CheckpointError
-from kplab.faces.layout import KAGGLE15, to_pixels
+from kplab.faces.layout import KAGGLE15, PIXEL_CENTRE, to_pixels
 from kplab.faces.metrics import per_image_nme
 from kplab.faces.model import load_model
 from kplab.faces.predict import Predictor, resolve_model
@@ -97,7 +97,8 @@ def test_a_folder_of_1000_crops_is_predicted_in_batches(tiny_model_dir, tmp_path
         expected = to_pixels(model(torch.from_numpy(crops[pick]).unsqueeze(1).float() / 255).view(64, -1, 2).numpy())
     got = np.stack([results[i].faces[0].keypoints for i in pick])
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    np.testing.assert_allclose(results[0].faces[0].box, [0, 0, 96, 96])
+    # The box is the whole crop: its outer pixel edges, in the keypoints' frame.
+    np.testing.assert_allclose(results[0].faces[0].box, np.array([0, 0, 96, 96]) + PIXEL_CENTRE - 0.5)
 
 
 def test_python_api_takes_paths_and_arrays_and_names_the_points(tiny_model_dir, detectable_face, tmp_path):

@@ -9,9 +9,12 @@ photos) and the SHA-256 of the weights it came from.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +44,9 @@ def export_onnx(model: nn.Module, meta: dict, exporter: str = "dynamo", opset: i
     example = (torch.rand(2, 1, IMAGE_SIZE, IMAGE_SIZE),)
     names = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
     if exporter == "dynamo":
-        program = torch.onnx.export(model, example, dynamo=True, external_data=False, verbose=False,
-                                    dynamic_shapes=({0: torch.export.Dim("batch")},), **names)
+        with _quiet_torch_internals():
+            program = torch.onnx.export(model, example, dynamo=True, external_data=False, verbose=False,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), **names)
         proto = program.model_proto
     else:
         buffer = io.BytesIO()
@@ -66,6 +70,22 @@ def export_onnx(model: nn.Module, meta: dict, exporter: str = "dynamo", opset: i
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+@contextlib.contextmanager
+def _quiet_torch_internals():
+    """Hide the exporter's notes about torch internals that do not concern users (torchvision ops it
+    skips, deprecations inside torch's own pytree code); real errors still raise."""
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, module="copyreg")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def export_model_dir(model_dir: str | Path, out: str | Path, exporter: str = "dynamo", opset: int = OPSET) -> Path:
