@@ -78,6 +78,7 @@ def test_bad_inputs_are_one_clear_line(data_dir, tmp_path):
         (["run", "--data", data_dir, "--set", "teach.nonsense=1"], "unknown key 'nonsense'"),
         (["run", "--data", data_dir, "--set", "pretrain.epochs=two"], "pretrain.epochs: expected an integer"),
         (["run", "--data", data_dir, "--preset", "nope"], "unknown preset 'digits-nope'"),
+        (["run", "--data", data_dir, "--set", "device=banana"], "device='banana' is not a torch device"),
         (["evaluate", str(tmp_path), "--data", data_dir], "model.safetensors: not found"),
         (["transfer", "--data", data_dir, "--out", str(tmp_path / "x")], "exactly one of --pretrained DIR or --scratch"),
     ]

@@ -48,9 +48,10 @@ def device_of(cfg: DigitsConfig) -> torch.device:
 def load_parts(source: str, cfg: DigitsConfig, cache: str | Path | None = None) -> Parts:
     """MNIST from a folder, an .npz, or an http(s) base URL of the idx files (downloaded into `cache`),
     split and moved to the config's device."""
+    device = device_of(cfg)  # a bad device name fails before any data is read
     path = fetch_mnist(source, cache) if source.startswith(("http://", "https://")) else source
     mnist = read_mnist(path)
-    return build_parts(mnist, i2dl_split(mnist.y_train, cfg.split)).to(device_of(cfg))
+    return build_parts(mnist, i2dl_split(mnist.y_train, cfg.split)).to(device)
 
 
 def seeded(cfg: DigitsConfig, stage: str) -> torch.Generator:
