@@ -84,3 +84,28 @@ def test_default_model_onnx_and_torch_agree_on_real_faces(shared_data):
     diff = np.abs(normalise(onnx_points) - normalise(torch_points)).max()  # I2DL-normalised units
     print(f"\nmax |ONNX - torch| on 128 real faces: {diff:.2e} (normalised), {48 * diff:.2e} px")
     assert diff <= 1e-4
+
+
+def test_int8_export_quantises_the_backbone_keeps_the_head_float_and_stays_close(exported):
+    from kplab.faces.export import quantize_int8
+    from kplab.faces.synthetic import synthetic_faces
+
+    faces = synthetic_faces(48, seed=1)
+    calibration = faces.images[:32, None].astype(np.float32) / 255  # (32, 1, 96, 96)
+    int8 = quantize_int8(exported.read_bytes(), calibration)
+    proto = onnx.load_from_string(int8)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") > 0
+    # The last convolution (heatmap logits) keeps float weights; earlier ones read dequantised int8.
+    produced_by = {out: n.op_type for n in proto.graph.node for out in n.output}
+    float_weights = {t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs[-1].input[1] in float_weights
+    assert produced_by.get(convs[0].input[1]) == "DequantizeLinear"
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert "int8" in meta["quantization"] and "layout" in meta
+    # On held-out faces the int8 model stays near the float one.
+    held_out = faces.images[32:, None].astype(np.float32) / 255
+    float_out = OnnxModule(exported).run(held_out)
+    int8_out = OnnxModule(int8).run(held_out)
+    assert np.abs(int8_out - float_out).max() < 0.05  # normalised units (2.4 px)

@@ -69,7 +69,8 @@ def _runs(items):
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="folder for predictions.jsonl/.csv and annotated copies (default: records to stdout)")
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default=None,
+              help="model runtime  [default: onnx for a .onnx MODEL, else torch]")
 @click.option("--tta", is_flag=True, help="average with the mirrored face's prediction")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json")
 @click.option("--no-detect", is_flag=True, help="inputs are ready 96x96 face crops: no detection or framing")
@@ -85,7 +86,7 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
             threads):
     """Facial keypoints for photos, folders of photos and videos (INPUT...), in original pixels.
 
-    MODEL is a model directory, an exported .onnx file (with --backend onnx) or `default`.
+    MODEL is a model directory, an exported .onnx file or `default` (the shipped model).
     """
     import cv2
     import torch
@@ -173,7 +174,12 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo",
               help="torch's current exporter, or the older (deprecated, faster) tracing one")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: 18)")
-def export(model, fmt, out, exporter, opset):
+@click.option("--quantize", type=click.Choice(["none", "int8"]), default="none",
+              help="int8: static int8 quantisation (faster on CPUs with VNNI; needs --calibrate)")
+@click.option("--calibrate", "calibrate_data", default=None,
+              help="faces for int8 calibration: an I2DL folder, Kaggle CSV, .npz or 'synthetic'")
+@click.option("--calibrate-count", type=int, default=256, help="how many calibration faces (random, seed 0)")
+def export(model, fmt, out, exporter, opset, quantize, calibrate_data, calibrate_count):
     """Export MODEL to one self-contained ONNX file (dynamic batch; layout and normalisation in metadata)."""
     import numpy as np
     import torch
@@ -184,14 +190,25 @@ def export(model, fmt, out, exporter, opset):
     from kplab.progress import say
 
     model_dir = resolve_model(model)
-    path = export_model_dir(model_dir, Path(out) if out else model_dir / "model.onnx", exporter, opset or OPSET)
+    calibration = None
+    if quantize == "int8":
+        from kplab.faces.data import read_faces
+
+        if calibrate_data is None:
+            raise click.UsageError("--quantize int8 needs --calibrate DATA (faces like the ones you will predict)")
+        faces = read_faces(calibrate_data, "train" if Path(calibrate_data).suffix == ".npz" else None)
+        pick = np.random.default_rng(0).permutation(len(faces))[:calibrate_count]
+        calibration = faces.images[pick, None].astype(np.float32) / 255  # (N, 1, 96, 96)
+    path = export_model_dir(model_dir, Path(out) if out else model_dir / "model.onnx", exporter, opset or OPSET,
+                            calibration)
     session = OnnxModule(path)
     images = torch.rand(5, 1, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected = load_model(model_dir)(images).numpy()
     diff = float(np.abs(session.run(images.numpy()) - expected).max())
     say(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, opset {session.metadata['opset']}, "
-        f"{exporter} exporter); ONNX Runtime vs torch on 5 random images: max |diff| {diff:.2e}")
+        f"{exporter} exporter{', int8' if calibration is not None else ''}); "
+        f"ONNX Runtime vs torch on 5 random images: max |diff| {diff:.2e}")
     click.echo(str(path))
 
 
@@ -204,7 +221,10 @@ def export(model, fmt, out, exporter, opset):
 @click.option("--repeats", type=int, default=200, help="timed batch-1 calls (batch-256 uses a twentieth)")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo")
 def bench(model, as_json, threads, photos, repeats, exporter):
-    """Size, MFLOPs and speed of MODEL on torch eager and ONNX Runtime (batch 1 and batch 256)."""
+    """Size, MFLOPs and speed of MODEL on torch eager and ONNX Runtime (batch 1 and batch 256).
+
+    MODEL is a model directory or `default` (torch and its ONNX export), or an exported .onnx file
+    (ONNX Runtime only, e.g. an int8 export)."""
     from kplab.errors import DataError
     from kplab.faces.images import read_image
     from kplab.faces.predict import expand_inputs, resolve_model

@@ -72,6 +72,52 @@ def export_onnx(model: nn.Module, meta: dict, exporter: str = "dynamo", opset: i
     return proto.SerializeToString()
 
 
+def quantize_int8(onnx_bytes: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 quantisation (ONNX Runtime, QDQ format, per-channel int8 weights, uint8
+    activations calibrated on `calibration` faces (N, 1, 96, 96) float32 in [0, 1]).
+
+    The last convolution and everything after it stay float: the heatmap logits feed a softmax
+    whose soft-argmax needs their fine differences. Measured on the default model (faces15 val):
+    quantising every layer drops the score from 527 to 256; keeping the head float gives 526.
+    """
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    calibration = np.ascontiguousarray(calibration, dtype=np.float32)
+    if calibration.ndim != 4 or calibration.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE) or not len(calibration):
+        raise ValueError(f"calibration images must be (N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}), got {calibration.shape}")
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(np.array_split(calibration, max(1, len(calibration) // 32)))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    source = onnx.load_from_string(onnx_bytes)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, prepared, quantised = (Path(tmp) / n for n in ("plain.onnx", "prepared.onnx", "int8.onnx"))
+        plain.write_bytes(onnx_bytes)
+        quant_pre_process(str(plain), str(prepared))  # shape inference + graph clean-up, as ORT advises
+        graph = onnx.load(str(prepared)).graph.node  # topological order
+        last_conv = max(i for i, n in enumerate(graph) if n.op_type == "Conv")
+        quantize_static(str(prepared), str(quantised), Batches(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        nodes_to_exclude=[n.name for n in graph[last_conv:]])
+        proto = onnx.load(str(quantised))
+    del proto.metadata_props[:]
+    for prop in source.metadata_props:
+        proto.metadata_props.add(key=prop.key, value=prop.value)
+    proto.metadata_props.add(key="quantization", value=f"int8 static (QDQ, per-channel weights), calibrated "
+                                                         f"on {len(calibration)} faces; head conv + soft-argmax float")
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
 @contextlib.contextmanager
 def _quiet_torch_internals():
     """Hide the exporter's notes about torch internals that do not concern users (torchvision ops it
@@ -88,13 +134,18 @@ def _quiet_torch_internals():
         logger.setLevel(level)
 
 
-def export_model_dir(model_dir: str | Path, out: str | Path, exporter: str = "dynamo", opset: int = OPSET) -> Path:
-    """Export the model in a kplab model directory to the single file `out`; returns its path."""
+def export_model_dir(model_dir: str | Path, out: str | Path, exporter: str = "dynamo", opset: int = OPSET,
+                     calibration: np.ndarray | None = None) -> Path:
+    """Export the model in a kplab model directory to the single file `out`; returns its path.
+    With `calibration` faces (N, 1, 96, 96) the file is int8-quantised (see `quantize_int8`)."""
     from kplab.faces.model import load_model
 
     model_dir, out = Path(model_dir), Path(out)
     meta = read_meta(model_dir)
-    atomic_write_bytes(out, export_onnx(load_model(model_dir), meta, exporter, opset))
+    data = export_onnx(load_model(model_dir), meta, exporter, opset)
+    if calibration is not None:
+        data = quantize_int8(data, calibration)
+    atomic_write_bytes(out, data)
     return out
 
 

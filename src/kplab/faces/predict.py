@@ -77,7 +77,8 @@ class Result:
 class Predictor:
     """Photos in, faces with named keypoints out; batched, on torch or ONNX Runtime.
 
-    model: "default", a model directory, or (with backend="onnx") an exported .onnx file.
+    model: "default", a model directory, or an exported .onnx file.
+    backend: "torch" or "onnx" (ONNX Runtime); None picks onnx for a .onnx file, torch otherwise.
     tta: average each prediction with the mirrored crop's (two forwards per batch).
     detect: find faces with the Haar detector and frame them; False treats each image as a ready crop.
     passes: framing passes per face; pass 2 and later re-frame on the previous pass's eyes and mouth.
@@ -85,13 +86,15 @@ class Predictor:
     `forward_calls` counts the model's forward calls (batches), on either backend.
     """
 
-    def __init__(self, model: str | Path = "default", backend: str = "torch", tta: bool = False,
+    def __init__(self, model: str | Path = "default", backend: str | None = None, tta: bool = False,
                  detect: bool = True, passes: int = 2, batch_size: int = 256, threads: int | None = None):
-        if backend not in BACKENDS:
-            raise KplabError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if passes < 1 or batch_size < 1:
             raise KplabError("passes and batch_size must be at least 1")
         path = resolve_model(model)
+        if backend is None:
+            backend = "onnx" if path.suffix == ".onnx" and path.is_file() else "torch"
+        if backend not in BACKENDS:
+            raise KplabError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.module, self.layout, mean_shape = _load_backend(path, backend, threads)
         self.backend, self.tta, self.detect, self.passes, self.batch_size = backend, tta, detect, passes, batch_size
         self.detector = HaarFaceDetector() if detect else None

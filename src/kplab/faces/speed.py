@@ -73,47 +73,44 @@ def latency_and_throughput(forward: Callable[[np.ndarray | torch.Tensor], object
     return ms, fps
 
 
-def measure(model_dir: str | Path, threads: int = 2, photos: list[np.ndarray] | None = None,
+def measure(model: str | Path, threads: int = 2, photos: list[np.ndarray] | None = None,
             repeats_b1: int = 200, repeats_b256: int = 10, exporter: str = "dynamo") -> dict:
-    """All bench numbers for a model directory; `photos` (decoded BGR images) adds end-to-end speed."""
+    """All bench numbers for a model directory (torch and its ONNX export) or for an exported .onnx
+    file (ONNX Runtime only; torch, parameter and MFLOP fields are None). `photos` (decoded BGR
+    images) adds end-to-end speed."""
     from kplab.faces.export import OnnxModule, export_onnx, read_meta
     from kplab.faces.model import count_params, load_model
     from kplab.faces.predict import Predictor
 
-    model_dir = Path(model_dir)
+    model = Path(model)
     torch.set_num_threads(threads)
-    model = load_model(model_dir)
-    meta = read_meta(model_dir)
-    onnx_bytes = export_onnx(model, meta, exporter=exporter)
-    session = OnnxModule(onnx_bytes, threads=threads)
-    macs = count_macs(model)
     gen = torch.Generator().manual_seed(0)
 
     def images(n):  # (n, 1, 96, 96), laid out as evaluate.predict feeds the torch model
         return torch.rand(n, 1, IMAGE_SIZE, IMAGE_SIZE, generator=gen).contiguous(memory_format=torch.channels_last)
 
-    def torch_forward(x):
-        with torch.inference_mode():
-            return model(x)
+    result = dict.fromkeys(["params", "file_mb", "mmacs", "mflops", "torch_ms_b1", "torch_fps_b256"])
+    if model.is_file():
+        onnx_bytes = model.read_bytes()
+        session = OnnxModule(onnx_bytes, threads=threads)
+        exporter = session.metadata.get("exporter", "?") + (", int8" if "quantization" in session.metadata else "")
+    else:
+        net = load_model(model)
+        onnx_bytes = export_onnx(net, read_meta(model), exporter=exporter)
+        session = OnnxModule(onnx_bytes, threads=threads)
+        macs = count_macs(net)
 
-    torch_ms, torch_fps = latency_and_throughput(torch_forward, images, repeats_b1, repeats_b256)
+        def torch_forward(x):
+            with torch.inference_mode():
+                return net(x)
+
+        torch_ms, torch_fps = latency_and_throughput(torch_forward, images, repeats_b1, repeats_b256)
+        result.update(params=count_params(net), file_mb=(model / "model.safetensors").stat().st_size / 1e6,
+                      mmacs=macs / 1e6, mflops=2 * macs / 1e6, torch_ms_b1=torch_ms, torch_fps_b256=torch_fps)
     onnx_ms, onnx_fps = latency_and_throughput(session.run, lambda n: images(n).contiguous().numpy(),
                                                repeats_b1, repeats_b256)
-    result = {
-        "params": count_params(model),
-        "file_mb": (model_dir / "model.safetensors").stat().st_size / 1e6,
-        "onnx_file_mb": len(onnx_bytes) / 1e6,
-        "mmacs": macs / 1e6,
-        "mflops": 2 * macs / 1e6,
-        "threads": threads,
-        "torch_ms_b1": torch_ms,
-        "torch_fps_b256": torch_fps,
-        "onnx_ms_b1": onnx_ms,
-        "onnx_fps_b256": onnx_fps,
-        "onnx_exporter": exporter,
-        "photos_per_s": None,
-        "n_photos": 0,
-    }
+    result.update(onnx_file_mb=len(onnx_bytes) / 1e6, threads=threads, onnx_ms_b1=onnx_ms, onnx_fps_b256=onnx_fps,
+                  onnx_exporter=exporter, photos_per_s=None, n_photos=0)
     if photos:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
@@ -125,19 +122,22 @@ def measure(model_dir: str | Path, threads: int = 2, photos: list[np.ndarray] | 
 
 
 def format_report(r: dict) -> str:
-    """The bench table as text."""
+    """The bench table as text ("-" where a number does not apply, e.g. torch for a .onnx file)."""
+    def num(key, fmt):
+        return "-" if r[key] is None else format(r[key], fmt)
+
     lines = [
-        f"parameters          {r['params']:,}",
-        f"weights file        {r['file_mb']:.2f} MB (safetensors); ONNX file {r['onnx_file_mb']:.2f} MB",
-        f"compute per face    {r['mflops']:.1f} MFLOPs (= 2 x {r['mmacs']:.1f} M multiply-accumulates, conv + linear)",
+        f"parameters          {num('params', ',')}",
+        f"weights file        {num('file_mb', '.2f')} MB (safetensors); ONNX file {r['onnx_file_mb']:.2f} MB",
+        f"compute per face    {num('mflops', '.1f')} MFLOPs (= 2 x {num('mmacs', '.1f')} M multiply-accumulates, "
+        "conv + linear)",
         f"threads             {r['threads']} (torch intra-op and ONNX Runtime intra-op)",
         "",
         "runtime            latency b=1 (ms/face)   throughput b=256 (faces/s)",
-        f"torch eager        {r['torch_ms_b1']:>21.3f}   {r['torch_fps_b256']:>26,.0f}",
+        f"torch eager        {num('torch_ms_b1', '.3f'):>21}   {num('torch_fps_b256', ',.0f'):>26}",
         f"ONNX Runtime       {r['onnx_ms_b1']:>21.3f}   {r['onnx_fps_b256']:>26,.0f}",
         "",
-        "median of repeated runs after warm-up; ONNX via the "
-        f"{r['onnx_exporter']} exporter",
+        f"median of repeated runs after warm-up; ONNX via the {r['onnx_exporter']} exporter",
     ]
     if r["photos_per_s"] is not None:
         lines.append(f"end to end          {r['photos_per_s']:.1f} photos/s (detect + 2-pass framing + crop + "
