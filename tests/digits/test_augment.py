@@ -11,7 +11,7 @@ from kplab.digits.recipe import AffineConfig, AugmentConfig
 
 def theta_for(n, angle=0.0, tx=0.0, ty=0.0, scale=1.0, shear=0.0, size=28):
     full = lambda v: torch.full((n,), float(v))  # noqa: E731
-    return augment.affine_theta(full(angle), torch.tensor([[float(tx), float(ty)]] * n), full(scale), full(shear), size, size)
+    return augment.affine(full(angle), torch.tensor([[float(tx), float(ty)]] * n), full(scale), full(shear), size, size)
 
 
 def test_identity_parameters_give_identity():

@@ -48,7 +48,7 @@ def invoke(*args):
 
 def test_run_then_stage_commands_reproduce_it(data_dir, tmp_path):
     out = tmp_path / "run"
-    printed = invoke("run", "--data", data_dir, "--out", str(out), *TINY)
+    printed = invoke("run", "--data", data_dir, "--out", str(out), "--compare-scratch", *TINY)
     assert "3 Mean Teacher teacher" in printed and "2 transfer (scratch)" in printed
     results = json.loads((out / "results.json").read_text())
     teacher_row = next(r for r in results["rows"] if r["stage"] == "3 Mean Teacher teacher")

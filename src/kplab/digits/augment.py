@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from kplab.digits.recipe import AffineConfig, AugmentConfig
+from kplab.geometry import compose_affine, warp_images
 
 SIDE = 28  # MNIST images are SIDE x SIDE
 
@@ -22,36 +22,21 @@ def _uniform(n: int, low: float, high: float, gen: torch.Generator | None) -> to
     return low + (high - low) * torch.rand(n, generator=gen)  # (n,)
 
 
-def affine_theta(angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor, shear: torch.Tensor,
-                 height: int, width: int) -> torch.Tensor:
-    """`affine_grid` matrices (N, 2, 3) that move image content by A = R(angle) · Shx(shear) · scale, then t.
+def affine(angle: torch.Tensor, translate: torch.Tensor, scale: torch.Tensor, shear: torch.Tensor,
+           height: int, width: int) -> torch.Tensor:
+    """Forward affines (N, 2, 3) in `kplab.geometry`'s frame for torchvision-style parameters.
 
-    Angles are degrees, counter-clockwise on screen (y points down); shear is an x-shear in degrees;
-    `translate` (N, 2) is in pixels (x right, y down). A point p (pixels, from the image centre) goes to
-    A p + t, so each output pixel samples the input at A⁻¹(p - t). With D = diag(W/2, H/2) mapping
-    grid_sample's [-1, 1] coordinates to centred pixels: theta = [D⁻¹A⁻¹D | -D⁻¹A⁻¹t].
+    Content moves by A = R(angle) · Shx(shear) · scale, then by `translate` (N, 2) pixels (x right,
+    y down); angles are degrees, counter-clockwise on screen (geometry's positive angles turn
+    clockwise, hence the sign); shear is an x-shear in degrees.
     """
-    a, s = torch.deg2rad(angle), torch.deg2rad(shear)
-    cos, sin = torch.cos(a), torch.sin(a)
-    rot = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)  # (N, 2, 2)
-    shx = torch.zeros_like(rot)
-    shx[:, 0, 0] = 1.0
-    shx[:, 1, 1] = 1.0
-    shx[:, 0, 1] = torch.tan(s)
-    forward = rot @ shx * scale[:, None, None]  # (N, 2, 2)
-    a11, a12, a21, a22 = forward[:, 0, 0], forward[:, 0, 1], forward[:, 1, 0], forward[:, 1, 1]
-    inverse = torch.stack([torch.stack([a22, -a12], -1), torch.stack([-a21, a11], -1)], -2)
-    inverse = inverse / (a11 * a22 - a12 * a21)[:, None, None]  # closed-form 2x2 inverse, (N, 2, 2)
-    d = torch.tensor([width / 2.0, height / 2.0])
-    lin = inverse * d[None, None, :] / d[None, :, None]  # D⁻¹ A⁻¹ D, (N, 2, 2)
-    shift = -(inverse @ translate[:, :, None])[:, :, 0] / d  # -D⁻¹ A⁻¹ t, (N, 2)
-    return torch.cat([lin, shift[:, :, None]], dim=2)  # (N, 2, 3)
+    half = torch.tensor([width / 2.0, height / 2.0])
+    return compose_affine(-angle, scale, translate / half, shear)
 
 
-def warp(images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Bilinear resampling with zeros outside the image. images (N, C, H, W), theta (N, 2, 3)."""
-    grid = F.affine_grid(theta.to(images), list(images.shape), align_corners=False)  # (N, H, W, 2)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+def warp(images: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """Bilinear resampling with zeros outside the image (torchvision's fill=0). images (N, C, H, W)."""
+    return warp_images(images, A.to(images), padding_mode="zeros")
 
 
 def random_affine(images: torch.Tensor, cfg: AffineConfig, gen: torch.Generator | None = None) -> torch.Tensor:
@@ -63,7 +48,7 @@ def random_affine(images: torch.Tensor, cfg: AffineConfig, gen: torch.Generator 
                          _uniform(n, -cfg.translate * h, cfg.translate * h, gen)], dim=1)  # (N, 2)
     scale = _uniform(n, cfg.scale[0], cfg.scale[1], gen)
     shear = _uniform(n, -cfg.shear, cfg.shear, gen)
-    return warp(images, affine_theta(angle, shift, scale, shear, h, w))
+    return warp(images, affine(angle, shift, scale, shear, h, w))
 
 
 def random_erasing(images: torch.Tensor, p: float, scale: tuple[float, float], ratio: tuple[float, float],
