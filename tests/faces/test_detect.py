@@ -134,6 +134,19 @@ def test_haar_boxes_are_largest_first_in_the_keypoint_frame_and_empty_without_a_
         assert (eyes_mouth >= box[:2]).all() and (eyes_mouth <= box[2:]).all()
 
 
+def test_large_pictures_are_searched_small_and_boxes_come_back_in_full_size_pixels(detectable_face):
+    grey, points = detectable_face  # (200, 240) canvas
+    detector = HaarFaceDetector(max_side=240)
+    small = detector.detect(grey)
+    big = detector.detect(cv2.resize(grey, None, fx=6, fy=6, interpolation=cv2.INTER_NEAREST))  # (1200, 1440)
+    assert len(small) == len(big) == 1
+    # Same search picture, so the box is the small one's edges times 6 (in the keypoint frame).
+    edges = lambda b: b - (PIXEL_CENTRE - 0.5)  # noqa: E731
+    np.testing.assert_allclose(edges(big[0]), 6 * edges(small[0]), atol=1e-9)
+    scaled = (points + 0.5 - PIXEL_CENTRE) * 6 - 0.5 + PIXEL_CENTRE
+    assert (scaled[[0, 1, 11, 12]] >= big[0, :2]).all() and (scaled[[0, 1, 11, 12]] <= big[0, 2:]).all()
+
+
 def _photo_truth(shared_data):
     folder = shared_data / "faces" / "photos"
     with open(folder / "keypoints.csv", newline="") as f:
