@@ -58,6 +58,19 @@ class _Normalisation(Module):
             self.params["bias"] = np.zeros(shape, dtype=dtype)
         self.zero_grad()
 
+    def _init_channel_norm(self, num_features: int, eps: float, momentum: float | None, affine: bool,
+                           track_running_stats: bool, dtype) -> None:
+        """Batch and instance norm: per-channel affine and, when tracked, running statistics."""
+        Module.__init__(self)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self._init_affine((num_features,), affine, affine, dtype)
+        if track_running_stats:
+            self.buffers["running_mean"] = np.zeros(num_features, dtype=dtype or np.float32)
+            self.buffers["running_var"] = np.ones(num_features, dtype=dtype or np.float32)
+            self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
+        self._cache = None
+
     def _affine(self, xhat: np.ndarray, view: tuple[int, ...]) -> np.ndarray:
         y = xhat * self.params["weight"].reshape(view) if "weight" in self.params else xhat
         return y + self.params["bias"].reshape(view) if "bias" in self.params else y
@@ -93,15 +106,7 @@ class BatchNorm2d(_Normalisation):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, dtype=None) -> None:
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self._init_affine((num_features,), affine, affine, dtype)
-        if track_running_stats:
-            self.buffers["running_mean"] = np.zeros(num_features, dtype=dtype or np.float32)
-            self.buffers["running_var"] = np.ones(num_features, dtype=dtype or np.float32)
-            self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
-        self._cache = None
+        self._init_channel_norm(num_features, eps, momentum, affine, track_running_stats, dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_channels(x, self.num_features, "BatchNorm2d")
@@ -180,15 +185,7 @@ class InstanceNorm2d(_Normalisation):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = False, track_running_stats: bool = False, dtype=None) -> None:
-        super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self._init_affine((num_features,), affine, affine, dtype)
-        if track_running_stats:
-            self.buffers["running_mean"] = np.zeros(num_features, dtype=dtype or np.float32)
-            self.buffers["running_var"] = np.ones(num_features, dtype=dtype or np.float32)
-            self.buffers["num_batches_tracked"] = np.array(0, dtype=np.int64)
-        self._cache = None
+        self._init_channel_norm(num_features, eps, momentum, affine, track_running_stats, dtype)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _check_channels(x, self.num_features, "InstanceNorm2d")
