@@ -95,6 +95,10 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
         assert torch.equal(a[key], b[key]), key
     for name in ("model.safetensors", "model.json", "metrics.json", "curves.png", "val_grid.png"):
         assert (tmp_path / "killed" / name).is_file(), name
+    changed = subprocess.run([*KPLAB, "train", "--data", "synthetic:96", "--out", str(tmp_path / "killed"),
+                              *TINY, "epochs=4", "threads=1", "--seed", "3", "--resume"],
+                             capture_output=True, text=True)
+    assert changed.returncode == 2 and "same config" in changed.stderr  # resuming another recipe is refused
 
 
 def test_cli_reports_bad_override_without_traceback(tmp_path):

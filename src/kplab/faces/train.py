@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from kplab import checkpoint
 from kplab.config import to_dict
+from kplab.errors import ConfigError
 from kplab.faces.augment import AugmentConfig, Augmenter
 from kplab.faces.data import FaceSet
 from kplab.faces.evaluate import evaluate, to_tensors
@@ -165,6 +166,9 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
     state_dir = out / "state"
     if resume and (state_dir / "train.json").is_file():
         tensors, meta = checkpoint.load(state_dir, "train")
+        if meta.get("config") != to_dict(cfg):
+            raise ConfigError(f"{out}: --resume needs the same config as the interrupted run "
+                              f"(saved in {state_dir / 'train.json'})")
         _restore_state(tensors, meta, model, ema, optimizer)
         history, best, start_epoch = meta["history"], meta["best_score"], meta["epoch"] + 1
         say(f"resuming {out} after epoch {start_epoch} (best val score so far {best:.1f})")
@@ -190,8 +194,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
             f"rmse {metrics['rmse_px']:.2f}px  nme_io {100 * metrics['nme_io']:.2f}%"
             f"{'  (best)' if improved else ''}  [{history[-1]['elapsed_s']:.0f}s]")
         tensors, meta = _state_tensors(model, ema, optimizer)
-        checkpoint.save(state_dir, tensors, {**meta, "epoch": epoch, "history": history, "best_score": best},
-                        name="train")
+        checkpoint.save(state_dir, tensors, {**meta, "epoch": epoch, "history": history, "best_score": best,
+                                             "config": to_dict(cfg)}, name="train")
     summary = {"best_val_score": best, "epochs": cfg.epochs, "wall_s": history[-1]["elapsed_s"] if history else 0,
                "n_params": count_params(model), "history": history}
     checkpoint.atomic_write_json(out / "metrics.json", summary)
