@@ -116,7 +116,7 @@ def test_fast_preset_quality_floor_on_real_faces(shared_data, tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["best_val_score"] >= 200
+    assert metrics["best_val_score"] >= 350  # measured 446 here; the mean shape scores 78
     model = load_model(tmp_path)
     assert sum(p.numel() for p in model.parameters()) < 5_000_000
     assert (tmp_path / "model.safetensors").stat().st_size < 20e6
