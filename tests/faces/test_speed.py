@@ -1,0 +1,70 @@
+"""`kplab bench`: the MFLOP count against independent references, and the report's fields."""
+
+import json
+
+import cv2
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from kplab.cli import main
+from kplab.faces.layout import IMAGE_SIZE
+from kplab.faces.model import count_params, load_model
+from kplab.faces.predict import resolve_model
+from kplab.faces.speed import count_macs
+
+SPEED_FIELDS = ("torch_ms_b1", "torch_fps_b256", "onnx_ms_b1", "onnx_fps_b256")
+
+
+def test_count_macs_matches_the_formula_for_strided_grouped_and_linear_layers():
+    net = nn.Sequential(nn.Conv2d(1, 6, 5, stride=2, padding=2), nn.ReLU(),   # -> (6, 48, 48)
+                        nn.Conv2d(6, 6, 3, padding=1, groups=3), nn.Flatten(),  # 2 input channels per group
+                        nn.Linear(6 * 48 * 48, 7))
+    by_hand = 6 * 48 * 48 * (1 * 5 * 5) + 6 * 48 * 48 * (2 * 3 * 3) + 7 * (6 * 48 * 48)
+    assert count_macs(net) == by_hand == 691_200
+    assert not any(m._forward_hooks for m in net.modules())  # the counting hooks are gone again
+
+
+def test_shipped_model_mflops_agree_with_torch_flop_counter_and_fit_the_cpu_budget():
+    model = load_model(resolve_model("default"))
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    flops = counter.get_total_flops()  # torch counts 2 per multiply-accumulate of conv and matmul
+    assert 2 * count_macs(model) == pytest.approx(flops, rel=1e-3)
+    # About 100 MFLOPs per face is what lets 2 laptop cores pass 2,000 faces/s in ONNX Runtime (README).
+    assert 2 * count_macs(model) / 1e6 < 100
+    meta = json.loads((resolve_model("default") / "model.json").read_text())
+    assert count_params(model) == meta["n_params"] < 1_000_000
+
+
+def _bench(*args):
+    result = CliRunner().invoke(main, ["bench", *map(str, args), "--json", "--repeats", "20"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), result.output
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter: seconds, not tens
+def test_bench_reports_size_compute_and_speed_of_a_model_dir_and_of_its_onnx_file(
+        tiny_model_dir, detectable_face, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "face.png"), detectable_face[0])
+    (photos / "notes.jpg").write_text("not an image")
+    report, output = _bench(tiny_model_dir, "--photos", photos, "--threads", "1", "--exporter", "torchscript")
+    assert report["params"] == count_params(load_model(tiny_model_dir))
+    assert report["file_mb"] == (tiny_model_dir / "model.safetensors").stat().st_size / 1e6
+    assert report["mflops"] == 2 * report["mmacs"] == 2 * count_macs(load_model(tiny_model_dir)) / 1e6
+    assert all(report[k] > 0 for k in SPEED_FIELDS) and report["threads"] == 1
+    # Throughput at batch 256 cannot be below one face per batch-1 latency by orders of magnitude.
+    assert report["onnx_fps_b256"] > 0.1 * 1000 / report["onnx_ms_b1"]
+    assert report["n_photos"] == 1 and report["photos_per_s"] > 0 and "notes.jpg" in output
+
+    onnx_file = tmp_path / "tiny.onnx"
+    assert CliRunner().invoke(main, ["export", str(tiny_model_dir), "--out", str(onnx_file),
+                                     "--exporter", "torchscript"]).exit_code == 0
+    report, _ = _bench(onnx_file)
+    assert report["params"] is None and report["torch_ms_b1"] is None  # no torch model in a .onnx file
+    assert report["onnx_file_mb"] == onnx_file.stat().st_size / 1e6 and report["onnx_ms_b1"] > 0
