@@ -1,6 +1,7 @@
 """`kplab export` and the ONNX Runtime backend: one self-contained file that agrees with torch."""
 
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -13,7 +14,7 @@ from kplab.errors import CheckpointError
 from kplab.faces.export import OnnxModule, weights_sha256
 from kplab.faces.layout import normalise
 from kplab.faces.model import load_model
-from kplab.faces.predict import Predictor
+from kplab.faces.predict import Predictor, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +76,34 @@ def test_a_broken_onnx_file_is_named_in_the_error(tmp_path):
         Predictor(bad, backend="torch")
 
 
+def test_the_shipped_default_model_carries_its_up_to_date_onnx_file():
+    model_dir = resolve_model("default")
+    assert OnnxModule(model_dir / "model.onnx").metadata["weights_sha256"] == weights_sha256(model_dir)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter: seconds, not tens
+def test_export_without_out_keeps_int8_apart_and_never_writes_into_the_shipped_model(
+        tiny_model_dir, tmp_path, monkeypatch):
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir, ignore=shutil.ignore_patterns("*.onnx"))
+    runner = CliRunner()
+    result = runner.invoke(main, ["export", str(model_dir), "--quantize", "int8", "--calibrate", "synthetic",
+                                  "--exporter", "torchscript"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(model_dir / "model-int8.onnx")
+    assert not (model_dir / "model.onnx").exists()  # so `--backend onnx` keeps using float weights
+
+    shipped = resolve_model("default") / "model.onnx"
+    before = shipped.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, ["export", "default", "--exporter", "torchscript"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "faces-default.onnx" and (tmp_path / "faces-default.onnx").is_file()
+    assert shipped.read_bytes() == before
+
+
 @pytest.mark.real
-def test_default_model_onnx_and_torch_agree_on_real_faces(shared_data):
+def test_default_model_onnx_and_torch_agree_on_real_faces(shared_data, capsys):
     data = np.load(shared_data / "faces" / "faces15.npz")
     crops = data["images"][data["split"] == "val"][:128]  # real faces, framed as in training
     torch_points = Predictor("default", backend="torch", detect=False).predict_crops(crops)
@@ -84,6 +111,7 @@ def test_default_model_onnx_and_torch_agree_on_real_faces(shared_data):
     diff = np.abs(normalise(onnx_points) - normalise(torch_points)).max()  # I2DL-normalised units
     print(f"\nmax |ONNX - torch| on 128 real faces: {diff:.2e} (normalised), {48 * diff:.2e} px")
     assert diff <= 1e-4
+    assert "exporting" not in capsys.readouterr().err  # the shipped model.onnx ran, no export in memory
 
 
 def test_int8_export_quantises_the_backbone_keeps_the_head_float_and_stays_close(exported):

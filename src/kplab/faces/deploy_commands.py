@@ -170,7 +170,8 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
 @click.argument("model")
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="output file (default: MODEL_DIR/model.onnx, which `predict --backend onnx` picks up)")
+              help="output file (default: MODEL_DIR/model.onnx, which `predict --backend onnx` picks up, or "
+                   "MODEL_DIR/model-int8.onnx; for `default`, faces-default[-int8].onnx here)")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo",
               help="torch's current exporter, or the older (deprecated, faster) tracing one")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: 18)")
@@ -199,8 +200,8 @@ def export(model, fmt, out, exporter, opset, quantize, calibrate_data, calibrate
         faces = read_faces(calibrate_data, "train" if Path(calibrate_data).suffix == ".npz" else None)
         pick = np.random.default_rng(0).permutation(len(faces))[:calibrate_count]
         calibration = faces.images[pick, None].astype(np.float32) / 255  # (N, 1, 96, 96)
-    path = export_model_dir(model_dir, Path(out) if out else model_dir / "model.onnx", exporter, opset or OPSET,
-                            calibration)
+    path = export_model_dir(model_dir, Path(out) if out else default_export_path(model, model_dir, quantize),
+                            exporter, opset or OPSET, calibration)
     session = OnnxModule(path)
     images = torch.rand(5, 1, 96, 96, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -210,6 +211,16 @@ def export(model, fmt, out, exporter, opset, quantize, calibrate_data, calibrate
         f"{exporter} exporter{', int8' if calibration is not None else ''}); "
         f"ONNX Runtime vs torch on 5 random images: max |diff| {diff:.2e}")
     click.echo(str(path))
+
+
+def default_export_path(model: str, model_dir: Path, quantize: str) -> Path:
+    """Float exports go beside the weights as model.onnx, where `--backend onnx` finds them; an int8
+    file gets its own name so it is only used when asked for. The shipped `default` model already
+    carries its model.onnx, and its folder may not be writable: its exports go to the current folder."""
+    suffix = "-int8" if quantize == "int8" else ""
+    if model == "default":
+        return Path(f"faces-default{suffix}.onnx")
+    return model_dir / f"model{suffix}.onnx"
 
 
 @click.command(context_settings={"show_default": True})
