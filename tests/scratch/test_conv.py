@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kplab.scratch import Conv2d, conv2d
@@ -16,7 +16,9 @@ PADDING_MODES = ["zeros", "reflect", "replicate", "circular"]
 
 
 @st.composite
-def conv_cases(draw):
+def conv_cases(draw, padding_modes=tuple(PADDING_MODES)):
+    """(Conv2d kwargs, (n, h, w)) with h and w drawn large enough for the padded kernel, so no draw
+    is thrown away (filtering most draws makes hypothesis fail its health check)."""
     groups = draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
@@ -24,38 +26,38 @@ def conv_cases(draw):
     padding = {"int": draw(st.integers(0, 3)), "pair": (draw(st.integers(0, 3)), draw(st.integers(0, 3))),
                "same": "same", "valid": "valid"}[kind]
     stride = (1, 1) if kind == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    return dict(
+    args = dict(
         in_channels=groups * draw(st.integers(1, 3)), out_channels=groups * draw(st.integers(1, 3)),
         kernel_size=kernel, stride=stride, padding=padding, dilation=dilation, groups=groups,
-        bias=draw(st.booleans()), padding_mode=draw(st.sampled_from(PADDING_MODES)),
-    ), (draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9)))
+        bias=draw(st.booleans()), padding_mode=draw(st.sampled_from(padding_modes)),
+    )
+    lo = [_smallest_input(args, axis) for axis in (0, 1)]
+    return args, (draw(st.integers(1, 3)), draw(st.integers(lo[0], max(lo[0], 9))),
+                  draw(st.integers(lo[1], max(lo[1], 9))))
 
 
-def _valid(args, n_h_w) -> bool:
-    _, h, w = n_h_w
-    for size, k, d, axis in zip((h, w), args["kernel_size"], args["dilation"], (0, 1)):
-        extent = d * (k - 1) + 1
-        pad = args["padding"]
-        if pad == "same":
-            before, after = (extent - 1) // 2, extent - 1 - (extent - 1) // 2
-        elif pad == "valid":
-            before = after = 0
-        else:
-            before = after = pad if isinstance(pad, int) else pad[axis]
-        if size + before + after < extent:
-            return False
-        if args["padding_mode"] == "reflect" and max(before, after) >= size:
-            return False
-        if args["padding_mode"] == "circular" and max(before, after) > size:
-            return False
-    return True
+def _smallest_input(args, axis: int) -> int:
+    """The smallest input size along `axis` that torch accepts for these Conv2d arguments."""
+    extent = args["dilation"][axis] * (args["kernel_size"][axis] - 1) + 1
+    pad = args["padding"]
+    if pad == "same":
+        before, after = (extent - 1) // 2, extent - 1 - (extent - 1) // 2
+    elif pad == "valid":
+        before = after = 0
+    else:
+        before = after = pad if isinstance(pad, int) else pad[axis]
+    lo = max(1, extent - before - after)
+    if args["padding_mode"] == "reflect":
+        lo = max(lo, max(before, after) + 1)  # reflection cannot reach past the opposite edge
+    if args["padding_mode"] == "circular":
+        lo = max(lo, max(before, after))
+    return lo
 
 
 @settings(max_examples=45, deadline=None)
 @given(case=conv_cases(), seed=st.integers(0, 2**16))
 def test_conv2d_matches_torch(case, seed, parity):
     args, (n, h, w) = case
-    assume(_valid(args, (n, h, w)))
     rng = np.random.default_rng(seed)
     theirs = parity.randomise(torch.nn.Conv2d(**args).double(), rng)
     ours = Conv2d(**args).load_torch(theirs)
@@ -64,10 +66,9 @@ def test_conv2d_matches_torch(case, seed, parity):
 
 
 @settings(max_examples=20, deadline=None)
-@given(case=conv_cases(), seed=st.integers(0, 2**16))
+@given(case=conv_cases(padding_modes=("zeros",)), seed=st.integers(0, 2**16))
 def test_functional_conv2d_matches_torch(case, seed):
     args, (n, h, w) = case
-    assume(args["padding_mode"] == "zeros" and _valid(args, (n, h, w)))
     rng = np.random.default_rng(seed)
     weight = rng.normal(size=(args["out_channels"], args["in_channels"] // args["groups"], *args["kernel_size"]))
     bias = rng.normal(size=args["out_channels"]) if args["bias"] else None
