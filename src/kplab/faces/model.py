@@ -27,8 +27,8 @@ MAX_FILE_MB = 20.0
 @dataclass
 class ModelConfig:
     head: str = "heatmap"                  # "heatmap" (soft-argmax over K maps) or "regression"
-    # The defaults are the shipped network: 0.5 M parameters, 95 MFLOPs per face, well under 1 ms in
-    # ONNX Runtime on one laptop core. The `best` preset widens it (faces-best.toml).
+    # The defaults are the shipped network: 0.5 M parameters, 95 MFLOPs per face, under 1 ms in ONNX
+    # Runtime on one laptop core (README, Speed). The `best` preset widens it (faces-best.toml).
     widths: tuple[int, ...] = (16, 32, 64, 128)  # channels per stage; stage s runs at stride 2**(s+1)
     blocks: tuple[int, ...] = (0, 1, 1, 1)       # residual blocks per stage
     heatmap_stride: int = 8                # heatmap resolution = 96 / stride (8 -> 12x12)
