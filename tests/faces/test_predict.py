@@ -62,6 +62,28 @@ def test_default_model_on_40_real_photos_finds_the_faces_and_places_the_points(s
 
 
 @pytest.mark.real
+def test_detector_scores_put_every_false_detection_below_every_real_face(shared_data, tmp_path):
+    folder = shared_data / "faces" / "photos"
+    truth = read_truth(folder)
+    predictor = Predictor("default")
+    real, false = [], []
+    for name, points in truth.items():
+        faces = [f.to_dict() for f in predictor.predict(folder / name)]
+        face = match(faces, points)
+        real.append(face["score"])
+        false += [f["score"] for f in faces if f is not face]
+    print(f"\ndetector scores: real faces >= {min(real):.2f}, false detections {sorted(false)}")
+    assert false and max(false) < min(real)
+    # 1.5 cuts 1.7 % of faces15's training faces (HaarFaceDetector.detect_with_scores); here it keeps
+    # each photo's face and nothing else.
+    result = CliRunner().invoke(main, ["predict", "default", str(folder), "--min-score", "1.5", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert sorted(r["file"].rsplit("/", 1)[-1] for r in rows) == sorted(truth)
+    assert min(float(r["score"]) for r in rows) >= 1.5
+
+
+@pytest.mark.real
 def test_second_framing_pass_beats_the_detector_box_alone(shared_data):
     folder = shared_data / "faces" / "photos"
     truth = read_truth(folder)
@@ -118,6 +140,43 @@ def test_python_api_takes_paths_and_arrays_and_names_the_points(tiny_model_dir, 
     record = face.to_dict()
     assert list(record["keypoints"]) == list(KAGGLE15.names) and len(record["box"]) == 4
     assert predictor.forward_calls == 4 * 2  # four pictures, two framing passes each
+
+
+def test_csv_rows_carry_the_json_records_and_ready_crops_have_no_score(tiny_model_dir, detectable_face, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "face.png"), detectable_face[0])
+    out = {}
+    for args in ([], ["--no-detect"]):
+        for fmt in ("json", "csv"):
+            result = CliRunner().invoke(main, ["predict", str(tiny_model_dir), str(folder), "--format", fmt, *args])
+            assert result.exit_code == 0, result.output
+            out[fmt, bool(args)] = result.stdout
+    for no_detect in (False, True):
+        record = json.loads(out["json", no_detect])
+        row = next(csv.DictReader(out["csv", no_detect].splitlines()))
+        columns = ["file", "frame", "face", "x0", "y0", "x1", "y1", "score"] + [
+            f"{n}_{axis}" for n in KAGGLE15.names for axis in ("x", "y")]
+        assert list(row) == columns and row["file"] == record["file"] and row["frame"] == ""
+        assert [float(row[c]) for c in ("x0", "y0", "x1", "y1")] == record["box"]
+        assert [[float(row[f"{n}_x"]), float(row[f"{n}_y"])] for n in KAGGLE15.names] == list(
+            record["keypoints"].values())
+        if no_detect:
+            assert record["score"] is None and row["score"] == ""
+        else:
+            assert record["score"] > 0 and float(row["score"]) == record["score"]
+
+
+def test_min_score_drops_detections_scored_below_it(tiny_model_dir, detectable_face):
+    from kplab.faces.detect import HaarFaceDetector
+
+    grey, _ = detectable_face
+    boxes, scores = HaarFaceDetector().detect_with_scores(grey)
+    np.testing.assert_array_equal(boxes, HaarFaceDetector().detect(grey))
+    (face,) = Predictor(tiny_model_dir).predict(grey)
+    assert face.score == scores[0] > 0
+    assert len(Predictor(tiny_model_dir, min_score=scores[0]).predict(grey)) == 1  # the bound is inclusive
+    assert Predictor(tiny_model_dir, min_score=scores[0] + 1e-6).predict(grey) == []
 
 
 def test_model_arguments_resolve_or_say_what_is_missing(tmp_path):

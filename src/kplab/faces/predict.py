@@ -46,12 +46,14 @@ def resolve_model(model: str | Path) -> Path:
 @dataclass
 class Face:
     """One face: detector box [x0, y0, x1, y1] and keypoints (K, 2), both in the photo's pixels (the
-    centre of pixel column j is x = j + PIXEL_CENTRE), plus the photo -> crop affine that framed it."""
+    centre of pixel column j is x = j + PIXEL_CENTRE), the photo -> crop affine that framed it, and
+    the detector's score (None for ready crops, which skip detection)."""
 
     box: np.ndarray        # (4,)
     keypoints: np.ndarray  # (K, 2)
     names: tuple[str, ...]
     affine: np.ndarray = field(repr=False)  # (2, 3)
+    score: float | None = None
 
     def __getitem__(self, name: str) -> tuple[float, float]:
         x, y = self.keypoints[self.names.index(name)]
@@ -59,6 +61,7 @@ class Face:
 
     def to_dict(self, decimals: int = 2) -> dict:
         return {"box": [round(float(v), decimals) for v in self.box],
+                "score": None if self.score is None else round(float(self.score), decimals),
                 "keypoints": {n: [round(float(x), decimals), round(float(y), decimals)]
                               for n, (x, y) in zip(self.names, self.keypoints)}}
 
@@ -82,12 +85,15 @@ class Predictor:
     tta: average each prediction with the mirrored crop's (two forwards per batch).
     detect: find faces with the Haar detector and frame them; False treats each image as a ready crop.
     passes: framing passes per face; pass 2 and later re-frame on the previous pass's eyes and mouth.
+    min_score: drop detections whose detector score is below this (0 keeps all; see
+      HaarFaceDetector.detect_with_scores for what scores real faces get).
     threads: ONNX Runtime intra-op threads (torch uses torch.set_num_threads, a process setting).
     `forward_calls` counts the model's forward calls (batches), on either backend.
     """
 
     def __init__(self, model: str | Path = "default", backend: str | None = None, tta: bool = False,
-                 detect: bool = True, passes: int = 2, batch_size: int = 256, threads: int | None = None):
+                 detect: bool = True, passes: int = 2, batch_size: int = 256, threads: int | None = None,
+                 min_score: float = 0.0):
         if passes < 1 or batch_size < 1:
             raise KplabError("passes and batch_size must be at least 1")
         path = resolve_model(model)
@@ -97,6 +103,7 @@ class Predictor:
             raise KplabError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.module, self.layout, mean_shape = _load_backend(path, backend, threads)
         self.backend, self.tta, self.detect, self.passes, self.batch_size = backend, tta, detect, passes, batch_size
+        self.min_score = min_score
         self.detector = HaarFaceDetector() if detect else None
         self.framing = None
         if detect:
@@ -150,10 +157,13 @@ class Predictor:
         """Faces for each of several uint8 BGR images, all crops of all images batched together."""
         greys = [to_grey(im) for im in images]
         if self.detect:
-            boxes = [self.detector.detect(g) for g in greys]  # each (F_i, 4)
+            found = [self.detector.detect_with_scores(g) for g in greys]
+            boxes = [b[s >= self.min_score] for b, s in found]  # each (F_i, 4)
+            scores = [s[s >= self.min_score] for _, s in found]
             affines = [self.framing.from_boxes(b) for b in boxes]  # each (F_i, 2, 3)
         else:
             boxes = [np.array([[0, 0, g.shape[1], g.shape[0]]], np.float64) + (PIXEL_CENTRE - 0.5) for g in greys]
+            scores = [[None] for _ in greys]
             affines = [whole_image_affine(*g.shape)[None] for g in greys]
         counts = [len(b) for b in boxes]
         if sum(counts) == 0:
@@ -165,8 +175,9 @@ class Predictor:
             last_affines = affines
             if self.detect:
                 affines = [_reframe(self.framing, p, a) for p, a in zip(per_image, affines)]
-        return [[Face(box, pts, self.layout.names, a) for box, pts, a in zip(b, p, aa)]
-                for b, p, aa in zip(boxes, per_image, last_affines)]
+        return [[Face(box, pts, self.layout.names, a, None if sc is None else float(sc))
+                 for box, pts, a, sc in zip(b, p, aa, ss)]
+                for b, p, aa, ss in zip(boxes, per_image, last_affines, scores)]
 
     def predict_files(self, paths: Iterable[str | Path]) -> Iterator[Result]:
         """One Result per file, in order; unreadable files give a Result with `error` set. Files are

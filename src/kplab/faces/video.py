@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -133,7 +133,7 @@ class FaceTracks:
                     partner[i] = int(j)
         filters = [self.filters[j] if j >= 0 else self.make_filter() for j in partner]
         self.boxes, self.filters = boxes, filters
-        return [Face(f.box, filt(f.keypoints, t), f.names, f.affine) for f, filt in zip(faces, filters)]
+        return [replace(f, keypoints=filt(f.keypoints, t)) for f, filt in zip(faces, filters)]
 
 
 def predict_video(predictor: Predictor, path: str | Path,
