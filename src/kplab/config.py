@@ -90,9 +90,10 @@ def apply_overrides(cfg: C, overrides: typing.Iterable[str]) -> C:
 
 
 def load_config(cls: type[C], *, preset: str | None = None, file: str | Path | None = None,
-                overrides: typing.Iterable[str] = ()) -> C:
-    """Defaults, then a preset or a TOML file, then `--set` overrides, in that order."""
-    cfg = cls()
+                overrides: typing.Iterable[str] = (), base: C | None = None) -> C:
+    """Defaults (or `base`, e.g. a saved run's config), then a preset or a TOML file, then `--set`
+    overrides, in that order."""
+    cfg = cls() if base is None else base
     if preset and file:
         raise ConfigError("give either a preset or a config file, not both")
     if preset or file:

@@ -64,6 +64,11 @@ def test_run_then_stage_commands_reproduce_it(data_dir, tmp_path):
     # The same three stages one command at a time give bit-identical weights (each stage reseeds).
     stages = tmp_path / "stages"
     invoke("pretrain", "--data", data_dir, "--out", str(stages / "dae"), *TINY)
+    config = tmp_path / "c.toml"
+    config.write_text("seed = 3\n")
+    both = CliRunner().invoke(main, ["digits", "transfer", "--data", data_dir, "--pretrained", str(stages / "dae"),
+                                     "--out", str(tmp_path / "x"), "--preset", "beyond", "--config", str(config)])
+    assert both.exit_code == 2 and "either a preset or a config file" in both.output  # not one silently ignored
     invoke("transfer", "--data", data_dir, "--pretrained", str(stages / "dae"), "--out", str(stages / "clf"), *TINY)
     invoke("teach", "--data", data_dir, "--model", str(stages / "clf"), "--out", str(stages), *TINY)
     a = load_file(out / "teacher" / "model.safetensors")
@@ -86,3 +91,4 @@ def test_bad_inputs_are_one_clear_line(data_dir, tmp_path):
         result = runner.invoke(main, ["digits", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
+

@@ -34,17 +34,10 @@ def _preset_name(name: str | None) -> str | None:
 
 def _build_config(preset, config_file, overrides, labels, seed, base=None):
     """Defaults (or a saved stage's config), then preset/file, then --set, then --labels/--seed."""
-    from kplab.config import apply_overrides, load_config, merge, preset_path, read_toml
+    from kplab.config import apply_overrides, load_config
     from kplab.digits.recipe import DigitsConfig
 
-    if base is None:
-        cfg = load_config(DigitsConfig, preset=_preset_name(preset), file=config_file, overrides=overrides)
-    else:
-        cfg = base
-        if preset or config_file:
-            path = preset_path(_preset_name(preset)) if preset else Path(config_file)
-            cfg = merge(cfg, read_toml(path), where=str(path))
-        cfg = apply_overrides(cfg, overrides)
+    cfg = load_config(DigitsConfig, preset=_preset_name(preset), file=config_file, overrides=overrides, base=base)
     extra = ([f"split.labeled_train={labels}"] if labels is not None else []) + ([f"seed={seed}"] if seed is not None else [])
     return apply_overrides(cfg, extra)
 
@@ -64,7 +57,7 @@ def digits():
 @_config_options
 @click.option("--out", type=click.Path(file_okay=False), default="runs/digits", show_default=True)
 @click.option("--compare-scratch/--no-compare-scratch", default=None,
-              help="Also train the same classifier through stages 2-3 without pretraining (default: on).")
+              help="Also train the same classifier through stages 2-3 without pretraining (default: off).")
 def run(data, cache, preset, config_file, overrides, labels, seed, out, compare_scratch):
     """All three stages; prints and saves the per-stage table, pictures and curves."""
     from kplab.config import apply_overrides
@@ -123,10 +116,8 @@ def transfer_cmd(data, cache, preset, config_file, overrides, labels, seed, pret
 @click.option("--out", type=click.Path(file_okay=False), required=True)
 def teach_cmd(data, cache, preset, config_file, overrides, labels, seed, model_dir, out):
     """Stage 3: Mean Teacher from a stage-2 classifier -> OUT/teacher (submitted) and OUT/student."""
-    from kplab.digits.run import load_parts, stage_teach
+    from kplab.digits.run import device_of, load_parts, stage_teach
     from kplab.digits.store import load_model
-
-    from kplab.digits.run import device_of
 
     student, base, _ = load_model(model_dir, "digits-classifier")
     cfg = _build_config(preset, config_file, overrides, labels, seed, base=base)
@@ -149,10 +140,8 @@ def _echo_scores(row: dict, where) -> None:
 def evaluate_cmd(model_dir, data, cache, as_json):
     """Accuracy of a saved classifier on labeled val, the I2DL test (100) and the full test (10k)."""
     from kplab.digits.evaluate import scores
-    from kplab.digits.run import load_parts
+    from kplab.digits.run import device_of, load_parts
     from kplab.digits.store import load_model
-
-    from kplab.digits.run import device_of
 
     model, cfg, _ = load_model(model_dir, "digits-classifier")
     _setup(cfg)
