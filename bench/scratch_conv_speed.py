@@ -10,19 +10,6 @@ before NumPy loads, which is why the imports sit inside main().
 
 import argparse
 import os
-import time
-
-
-def median_ms(fn, repeats: int) -> float:
-    import numpy as np
-
-    fn()  # warm-up: allocations, caches, torch's kernel selection
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
 
 
 def main() -> None:
@@ -37,7 +24,11 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from kplab.faces.speed import median_seconds
     from kplab.scratch import Conv2d
+
+    def median_ms(fn, repeats: int) -> float:
+        return 1e3 * median_seconds(fn, repeats, warmup=1)
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

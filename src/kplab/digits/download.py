@@ -77,6 +77,7 @@ def download(url: str, dest: str | Path, checksum: str, *, timeout: float = 60.0
         if digest.hexdigest() != expected:
             raise DataError(f"{url}: checksum mismatch: expected {checksum}, got "
                             f"{checksum.partition(':')[0]}:{digest.hexdigest()}; nothing was saved")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should be readable like other outputs
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
