@@ -23,12 +23,12 @@ def run_preset(preset: str, data: str, out: Path) -> dict:
     wall = time.perf_counter() - t0
     row = {"preset": preset, "wall_s": wall}
     for tta in (False, True):
-        cmd = [*KPLAB, "evaluate", str(out), "--data", data, "--json", "--out", str(out / "eval")]
+        cmd = [*KPLAB, "evaluate", str(out), "--data", data, "--json", "--out", str(out / f"eval{'-tta' * tta}")]
         metrics = json.loads(subprocess.run(cmd + (["--tta"] if tta else []), check=True,
                                             capture_output=True, text=True).stdout)
         suffix = "_tta" if tta else ""
         row.update({f"score{suffix}": metrics["score"], f"rmse_px{suffix}": metrics["rmse_px"],
-                    f"nme_io{suffix}": metrics["nme_io"]})
+                    f"nme_io{suffix}": metrics["nme_io"], f"fr10{suffix}": metrics["fr10"]})
     meta = json.loads((out / "model.json").read_text())
     row["params"] = meta["n_params"]
     row["file_mb"] = (out / "model.safetensors").stat().st_size / 1e6
@@ -42,11 +42,12 @@ def main():
     parser.add_argument("--out", default="runs/bench")
     args = parser.parse_args()
     rows = [run_preset(p, args.data, Path(args.out) / p) for p in args.presets.split(",")]
-    print("\n| preset | val score | val score (flip TTA) | rmse_px | nme_io | params | file MB | wall |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| preset | val score | with flip TTA | rmse_px | nme_io | fr10 | params | file | wall |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['preset']} | {r['score']:.0f} | {r['score_tta']:.0f} | {r['rmse_px']:.2f} | "
-              f"{100 * r['nme_io']:.2f} % | {r['params'] / 1e6:.2f} M | {r['file_mb']:.1f} | {r['wall_s'] / 60:.1f} min |")
+              f"{100 * r['nme_io']:.2f} % | {100 * r['fr10']:.1f} % | {r['params'] / 1e6:.2f} M | "
+              f"{r['file_mb']:.1f} MB | {r['wall_s'] / 60:.1f} min |")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "presets.json").write_text(json.dumps(rows, indent=2))
 

@@ -53,17 +53,24 @@ def save(directory: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str
     return weights
 
 
+def read_meta(directory: str | Path, name: str = "model") -> dict[str, Any]:
+    """The JSON metadata `save` wrote (weights_sha256 included), without reading the weights."""
+    meta_path = Path(directory) / f"{name}.json"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{meta_path}: not found (is {directory} a kplab model directory?)")
+    try:
+        return json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: not valid JSON: {e}") from None
+
+
 def load(directory: str | Path, name: str = "model") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Load what `save` wrote; raises CheckpointError naming the file when anything is off."""
     directory = Path(directory)
     weights, meta_path = directory / f"{name}.safetensors", directory / f"{name}.json"
-    for p in (weights, meta_path):
-        if not p.is_file():
-            raise CheckpointError(f"{p}: not found (is {directory} a kplab model directory?)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: not valid JSON: {e}") from None
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: not found (is {directory} a kplab model directory?)")
+    meta = read_meta(directory, name)
     blob = weights.read_bytes()
     expected = meta.pop("weights_sha256", None)
     if expected is not None and hashlib.sha256(blob).hexdigest() != expected:

@@ -306,7 +306,7 @@ def test_format_table_aligns_columns():
 
 @pytest.mark.real
 def test_mean_shape_scores_about_78_on_real_val(shared_data):
-    """DESIGN.md: predicting the training mean shape for every val face scores about 78."""
+    """../shared/DESIGN.md: predicting the training mean shape for every val face scores about 78."""
     d = np.load(shared_data / "faces" / "faces15.npz")
     split, kp = d["split"], d["keypoints"]
     target = normalise(kp[split == "val"].astype(np.float64))  # (752, 15, 2)

@@ -172,7 +172,6 @@ def test_min_score_drops_detections_scored_below_it(tiny_model_dir, detectable_f
 
     grey, _ = detectable_face
     boxes, scores = HaarFaceDetector().detect_with_scores(grey)
-    np.testing.assert_array_equal(boxes, HaarFaceDetector().detect(grey))
     (face,) = Predictor(tiny_model_dir).predict(grey)
     assert face.score == scores[0] > 0
     assert len(Predictor(tiny_model_dir, min_score=scores[0]).predict(grey)) == 1  # the bound is inclusive
@@ -182,9 +181,5 @@ def test_min_score_drops_detections_scored_below_it(tiny_model_dir, detectable_f
 def test_model_arguments_resolve_or_say_what_is_missing(tmp_path):
     with pytest.raises(CheckpointError, match="nope"):
         resolve_model(tmp_path / "nope")
-    try:
-        path = resolve_model("default")
-    except CheckpointError as e:
-        assert "default model is not installed" in str(e)
-    else:
-        assert path.parts[-2:] == ("models", "faces-default") and (path / "model.json").is_file()
+    path = resolve_model("default")  # the package ships it
+    assert path.parts[-2:] == ("models", "faces-default") and (path / "model.json").is_file()

@@ -15,14 +15,13 @@ SMOOTH_DEFAULTS = {"min_cutoff": 1.0, "beta": 0.05}
 class _Records:
     """Face records as JSON lines or CSV rows, to a file or to stdout."""
 
-    def __init__(self, fmt: str, path: Path | None, names: tuple[str, ...]):
-        self.fmt, self.names = fmt, names
+    def __init__(self, fmt: str, path: Path | None, layout):
+        self.fmt, self.names = fmt, layout.names
         self.stream = path.open("w", newline="") if path else sys.stdout
         self.count = 0
         if fmt == "csv":
             self.csv = csv.writer(self.stream)
-            self.csv.writerow(["file", "frame", "face", "x0", "y0", "x1", "y1", "score"]
-                              + [f"{n}_{axis}" for n in names for axis in ("x", "y")])
+            self.csv.writerow(["file", "frame", "face", "x0", "y0", "x1", "y1", "score", *layout.csv_columns()])
 
     def write(self, result) -> None:
         for i, face in enumerate(result.faces):
@@ -112,7 +111,7 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     records = _Records(fmt, out_dir / f"predictions.{'jsonl' if fmt == 'json' else 'csv'}" if out_dir else None,
-                       predictor.layout.names)
+                       predictor.layout)
     make_filter = (lambda: OneEuroFilter(min_cutoff, beta)) if smooth else None
     used: set[str] = set()
     read = skipped = no_face = 0

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kplab.checkpoint import atomic_write_bytes
+from kplab.checkpoint import atomic_write_bytes, read_meta
 from kplab.errors import CheckpointError
 from kplab.faces.layout import IMAGE_SIZE, Layout
 
@@ -148,17 +148,6 @@ def export_model_dir(model_dir: str | Path, out: str | Path, exporter: str = "dy
         data = quantize_int8(data, calibration)
     atomic_write_bytes(out, data)
     return out
-
-
-def read_meta(model_dir: str | Path) -> dict:
-    """model.json of a model directory (architecture, layout, normalisation, mean shape, weights hash)."""
-    path = Path(model_dir) / "model.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: not found (is {model_dir} a kplab model directory?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON: {e}") from None
 
 
 def weights_sha256(model_dir: str | Path) -> str:

@@ -21,10 +21,6 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 ALPHA_BACKGROUND = 255.0
 
 
-def is_image_path(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file into uint8 BGR (H, W, 3); raises DataError naming the file on failure."""
     import cv2

@@ -224,7 +224,8 @@ def _reframe(framing: Framing, points: np.ndarray, affines: np.ndarray) -> np.nd
 
 def _load_backend(path: Path, backend: str, threads: int | None) -> tuple[torch.nn.Module, Layout, list | None]:
     """(module mapping (N, 1, 96, 96) -> (N, 2K), layout, mean shape or None) for a model path."""
-    from kplab.faces.export import OnnxModule, export_onnx, read_meta, weights_sha256
+    from kplab.checkpoint import read_meta
+    from kplab.faces.export import OnnxModule, export_onnx, weights_sha256
     from kplab.faces.model import load_model
 
     if path.is_file():

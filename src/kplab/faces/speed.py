@@ -78,7 +78,8 @@ def measure(model: str | Path, threads: int = 2, photos: list[np.ndarray] | None
     """All bench numbers for a model directory (torch and its ONNX export) or for an exported .onnx
     file (ONNX Runtime only; torch, parameter and MFLOP fields are None). `photos` (decoded BGR
     images) adds end-to-end speed."""
-    from kplab.faces.export import OnnxModule, export_onnx, read_meta
+    from kplab.checkpoint import read_meta
+    from kplab.faces.export import OnnxModule, export_onnx
     from kplab.faces.model import count_params, load_model
     from kplab.faces.predict import Predictor
 
