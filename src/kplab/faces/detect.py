@@ -25,7 +25,7 @@ import torch
 
 from kplab.errors import CheckpointError, KplabError
 from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout
-from kplab.geometry import invert_affine, warp_points
+from kplab.geometry import invert_affine, matmul_affine, warp_points
 
 # Points that frame a face: eyes and mouth (brows and nose tip move more with pose and expression).
 FRAMING_POINTS = (
@@ -141,16 +141,11 @@ def crop_faces(grey: np.ndarray, A: np.ndarray, size: int = IMAGE_SIZE) -> np.nd
                 down = _edge_to_point(np.array([[sw / w, 0.0, 0.0], [0.0, sh / h, 0.0]]))
                 shrunk[factor] = (small, down)
             source, down = shrunk[factor]
-            up = invert_affine(torch.as_tensor(down[None])).numpy()[0]
-            a_src = _compose(a, up)
+            up = invert_affine(torch.as_tensor(down[None]))
+            a_src = matmul_affine(torch.as_tensor(a[None], dtype=torch.float64), up).numpy()[0]
         crops[f] = cv2.warpAffine(source, _point_to_index(a_src), (size, size), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_REPLICATE)
     return crops
-
-
-def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The affine (2, 3) applying `inner` then `outer`."""
-    return np.concatenate([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]], 1)
 
 
 @dataclass(frozen=True)
