@@ -27,11 +27,11 @@ def main():
 
 # Each part keeps its click commands beside its code (heavy imports stay inside the commands).
 from kplab.digits.commands import digits  # noqa: E402
-from kplab.faces.commands import evaluate, train  # noqa: E402
+from kplab.faces.commands import crop, evaluate, train  # noqa: E402
 from kplab.faces.deploy_commands import bench, export, predict  # noqa: E402
 from kplab.scratch.commands import fundamentals  # noqa: E402
 
-for _command in (train, evaluate, predict, export, bench, digits, fundamentals):
+for _command in (train, evaluate, crop, predict, export, bench, digits, fundamentals):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def test_npz_needing_pickle_or_missing_arrays_is_refused(tmp_path):
     np.savez(tmp_path / "noimages.npz", keypoints=np.zeros((2, 15, 2)))
     assert "noimages.npz: no 'images' array" in error_of(tmp_path / "noimages.npz")
     np.savez(tmp_path / "wrongk.npz", images=np.zeros((2, 96, 96), np.uint8), keypoints=np.zeros((2, 14, 2)))
-    assert "14 keypoints per face" in error_of(tmp_path / "wrongk.npz")
+    assert "14 points per face match no known layout" in error_of(tmp_path / "wrongk.npz")
     np.savez(tmp_path / "hot.npz", images=np.full((2, 96, 96), 300), keypoints=np.zeros((2, 15, 2)))
     assert "hot.npz: 'images' row 0" in error_of(tmp_path / "hot.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")

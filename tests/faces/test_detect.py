@@ -87,13 +87,13 @@ def test_framing_from_points_puts_a_face_onto_the_mean_shape():
     from kplab.faces.synthetic import synthetic_faces
 
     mean_shape = synthetic_faces(1, seed=3).keypoints[0].astype(float)
-    framing = Framing.from_mean_shape(mean_shape, KAGGLE15)
+    framing = Framing.for_layout(KAGGLE15, mean_shape)
     S = similarity(0.6, 25.0, 10.0, -4.0)  # the crop -> photo placement of a face
     photo_points = apply_affine(mean_shape[None], S[None])
     A = framing.from_points(photo_points)
     np.testing.assert_allclose(apply_affine(photo_points, A)[0], mean_shape, atol=1e-9)
-    with pytest.raises(Exception, match="mean_shape"):
-        Framing.from_mean_shape(np.zeros((14, 2)), KAGGLE15)
+    with pytest.raises(Exception, match="framing shape"):
+        Framing.for_layout(KAGGLE15, np.zeros((14, 2)))
 
 
 def _detectable_synthetic_faces(n):
@@ -159,7 +159,7 @@ def _photo_truth(shared_data):
 def test_first_pass_framing_on_real_photos_is_close_to_the_training_framing(shared_data):
     data = np.load(shared_data / "faces" / "faces15.npz")
     mean_shape = np.nanmean(data["keypoints"][data["split"] == "train"], 0)
-    framing = Framing.from_mean_shape(mean_shape, KAGGLE15)
+    framing = Framing.for_layout(KAGGLE15, mean_shape)
     detector = HaarFaceDetector()
     errors = []
     for path, truth in _photo_truth(shared_data):

@@ -10,8 +10,13 @@ Sources (`read_faces(path, split)`):
 - a folder: I2DL layout, split train -> training.csv (the default), val -> val.csv, test -> test.csv;
   rows with any missing keypoint are dropped, as the I2DL reader does.
 - a `.csv` file: Kaggle or I2DL CSV, every row kept (gaps become NaN); it has no splits.
-- a `.npz` file: `images`, `keypoints`, optional `split`, `person`, `names`, `keypoint_names`;
-  split=None reads every row.
+- a `.npz` file: `images`, `keypoints`, optional `split`, `person`, `names`, `keypoint_names`,
+  `photo`, `framing_target`; split=None reads every row.
+- annotated full-size photos (a folder with `.pts` files, an imglab `.xml`, a CSV with a `file`
+  column): faces cut out and framed by `photo_faces.py`; no splits.
+
+The layout comes from the file (point names, or the count where a file has no names) unless the
+caller names one; a layout the file's derives is computed (15 Kaggle points from 68 iBUG points).
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ import csv
 import io
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kplab.errors import ConfigError, DataError
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, Layout
+from kplab.errors import ConfigError, DataError, KplabError
+from kplab.faces.faceset import FaceSet
+from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, LAYOUTS, Layout, layout_for_count, layout_for_names
 from kplab.progress import say
 
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -35,79 +40,33 @@ SYNTHETIC_SPLITS = ("train", "val", "test")
 I2DL_FILES = {"train": "training.csv", "val": "val.csv", "test": "test.csv"}
 
 
-@dataclass
-class FaceSet:
-    images: np.ndarray  # (N, 96, 96) uint8
-    keypoints: np.ndarray  # (N, K, 2) float32 pixels (x, y); NaN marks a missing keypoint
-    layout: Layout = KAGGLE15
-    names: np.ndarray | None = None  # (N,) str, e.g. "training.csv:row 17"
-    person: np.ndarray | None = None  # (N,) str identity, when known
-    source: str = ""  # human description for messages
-
-    def __post_init__(self):
-        where = self.source or "faces"
-        self.images = np.asarray(self.images)
-        self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
-        n = len(self.images)
-        if self.images.dtype != np.uint8 or self.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-            raise DataError(f"{where}: images must be uint8 (N, {IMAGE_SIZE}, {IMAGE_SIZE}), "
-                            f"got {self.images.dtype} {self.images.shape}")
-        if self.keypoints.shape != (n, self.layout.n_points, 2):
-            raise DataError(f"{where}: keypoints must have shape ({n}, {self.layout.n_points}, 2) for "
-                            f"layout {self.layout.name}, got {self.keypoints.shape}")
-        if np.isinf(self.keypoints).any():
-            raise DataError(f"{where}: keypoints contain infinite values")
-        # A point is missing as a whole: a lone NaN coordinate hides the other one too.
-        nan = np.isnan(self.keypoints)
-        if (nan.any(-1) != nan.all(-1)).any():
-            self.keypoints = self.keypoints.copy()
-            self.keypoints[nan.any(-1)] = np.nan
-        for field in ("names", "person"):
-            value = getattr(self, field)
-            if value is not None:
-                value = np.asarray(value, dtype=str)
-                if value.shape != (n,):
-                    raise DataError(f"{where}: {field} must have shape ({n},), got {value.shape}")
-                setattr(self, field, value)
-
-    @property
-    def mask(self) -> np.ndarray:
-        """(N, K) bool, True where the keypoint is present."""
-        return ~np.isnan(self.keypoints).any(-1)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def subset(self, index) -> "FaceSet":
-        """The faces at `index` (an int array or an (N,) bool mask), as a new FaceSet."""
-        index = np.atleast_1d(np.asarray(index))
-        if index.dtype == bool:
-            if index.shape != (len(self),):
-                raise ValueError(f"bool mask has shape {index.shape}, expected ({len(self)},)")
-        else:
-            index = index.astype(np.intp)  # also makes an empty list a valid index
-        pick = (lambda a: None if a is None else a[index])
-        return FaceSet(self.images[index], self.keypoints[index], self.layout, pick(self.names),
-                       pick(self.person), self.source)
-
-
 # ----------------------------------------------------------------------------------------------- reading
 
-def read_faces(path: str | Path | None, split: str | None = None, *, layout: Layout = KAGGLE15,
+def read_faces(path: str | Path | None, split: str | None = None, *, layout: Layout | None = None,
                seed: int = 0) -> FaceSet:
-    """Read one split of a face source (see the module docstring for what each source offers)."""
+    """Read one split of a face source (see the module docstring for what each source offers).
+
+    layout None: the file's own (from its point names or count; Kaggle 15 for synthetic faces); a layout
+    the file's layout derives (15 points from a 68-point file) is computed from it."""
     if _is_synthetic(path):
         n_train = _synthetic_size(path)
         split = split or "train"
         if split not in SYNTHETIC_SPLITS:
             raise DataError(f"synthetic faces have splits {', '.join(SYNTHETIC_SPLITS)}; got split {split!r}")
         _warn_synthetic(path, {split: _synthetic_split_size(n_train, split)}, seed)
-        return _synthetic(n_train, split, seed, layout)
+        return _synthetic(n_train, split, seed, layout or KAGGLE15)
     path = Path(path)
-    if path.is_dir():
-        return _read_i2dl_split(path, split or "train", layout)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if is_photo_source(path):
+        if split is not None:
+            raise DataError(f"{path}: annotated photos have no splits (got split {split!r}); omit the split "
+                            f"to read every face")
+        from kplab.faces.photo_faces import read_photo_faces
+
+        return read_photo_faces(path).as_layout(layout)
+    if path.is_dir():
+        return _read_i2dl_split(path, split or "train", layout)
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if split is not None:
@@ -116,40 +75,63 @@ def read_faces(path: str | Path | None, split: str | None = None, *, layout: Lay
         return read_csv(path, layout)
     if suffix == ".npz":
         return read_npz(path, split, layout)
-    raise DataError(f"{path}: unknown face data; expected an I2DL folder, a .csv, a .npz or 'synthetic[:N]'")
+    raise DataError(f"{path}: unknown face data; expected an I2DL folder, a .csv, a .npz, a folder of photos "
+                    f"with .pts files, an imglab .xml or 'synthetic[:N]'")
 
 
-def read_train_val(path: str | Path | None, *, layout: Layout = KAGGLE15, seed: int = 0,
-                   val_fraction: float = 0.1) -> tuple[FaceSet, FaceSet]:
+def is_photo_source(path: Path) -> bool:
+    """Full-size photos with annotations: an imglab .xml, a CSV with a `file` column instead of `Image`,
+    or a folder that is not an I2DL folder."""
+    if path.is_dir():
+        return not any((path / f).is_file() for f in I2DL_FILES.values())
+    if path.suffix.lower() == ".xml":
+        return True
+    if path.suffix.lower() == ".csv" and path.is_file():
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+        return "file" in header and "Image" not in header
+    return False
+
+
+def read_train_val(path: str | Path | None, *, layout: Layout | None = None, seed: int = 0,
+                   val_fraction: float = 0.1, val: str | Path | None = None) -> tuple[FaceSet, FaceSet]:
     """Training and validation faces from one source.
 
-    - npz with `split`: its train and val rows. npz without `split` and a Kaggle CSV: a deterministic
-      hold-out of about `val_fraction` of the rows chosen by `seed`, whole people at a time when the
-      file knows identities (so no person is in both).
+    - `val` given: every face of `path` trains, and `val`'s faces (its val split where it has one)
+      validate.
+    - npz with `split`: its train and val rows. npz without `split`, a Kaggle CSV and annotated photos:
+      a deterministic hold-out of about `val_fraction` of the faces chosen by `seed`, whole people (or
+      whole photos) at a time where the file knows them (so no person or photo is in both).
     - I2DL folder: training.csv and val.csv.
     - synthetic ("synthetic:N"): N training faces (default 2,000) and N // 5 validation faces
       (default 400) from disjoint seed streams.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    if val is not None:
+        train = read_faces(path, "train" if "train" in available_splits(path) else None, layout=layout, seed=seed)
+        return train, read_faces(val, "val" if "val" in available_splits(val) else None, layout=train.layout,
+                                 seed=seed)
     if _is_synthetic(path):
         n_train = _synthetic_size(path)
         _warn_synthetic(path, {s: _synthetic_split_size(n_train, s) for s in ("train", "val")}, seed)
-        return _synthetic(n_train, "train", seed, layout), _synthetic(n_train, "val", seed, layout)
+        return (_synthetic(n_train, "train", seed, layout or KAGGLE15),
+                _synthetic(n_train, "val", seed, layout or KAGGLE15))
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and not is_photo_source(path):
         return _read_i2dl_split(path, "train", layout), _read_i2dl_split(path, "val", layout)
     if path.suffix.lower() == ".npz" and available_splits(path):
         return read_npz(path, "train", layout), read_npz(path, "val", layout)
     faces = read_faces(path, layout=layout)
-    is_val = hold_out(len(faces), val_fraction, seed, groups=faces.person)
+    is_val = hold_out(len(faces), val_fraction, seed, groups=faces.groups)
     if is_val.all() or not is_val.any():
         raise DataError(f"{path}: {len(faces)} face(s) cannot be split into train and val")
-    say(f"{path}: no val split in the file; holding out {is_val.sum()} of {len(faces)} faces "
-        f"(val_fraction {val_fraction}, seed {seed})")
-    train, val = faces.subset(~is_val), faces.subset(is_val)
-    train.source, val.source = f"{faces.source} (train hold-out)", f"{faces.source} (val hold-out)"
-    return train, val
+    unit = "people" if faces.person is not None else "photos" if faces.photo is not None else "faces"
+    say(f"{path}: no val split in the data; holding out {is_val.sum()} of {len(faces)} faces for validation "
+        f"(whole {unit}; val_fraction {val_fraction}, seed {seed}; --val DATA gives your own)")
+    train, val_set = faces.subset(~is_val), faces.subset(is_val)
+    train.source, val_set.source = f"{faces.source} (train hold-out)", f"{faces.source} (val hold-out)"
+    return train, val_set
 
 
 def available_splits(path: str | Path | None) -> tuple[str, ...]:
@@ -183,8 +165,11 @@ def hold_out(n: int, fraction: float, seed: int, groups: np.ndarray | None = Non
     return chosen[inverse.reshape(-1)]
 
 
-def read_csv(path: str | Path, layout: Layout = KAGGLE15) -> FaceSet:
+def read_csv(path: str | Path, layout: Layout | None = None) -> FaceSet:
     """A Kaggle/I2DL CSV: the layout's `<name>_x`/`<name>_y` columns and `Image`; extra columns ignored.
+
+    layout None: the registered layout whose columns the header has (Kaggle 15 when none matches, so
+    the error names the missing Kaggle columns).
 
     Empty keypoint cells become NaN. Row numbers in errors count data rows from 1 (the header is
     line 1 of the file, so data row r is line r + 1 when no cell spans lines).
@@ -198,7 +183,9 @@ def read_csv(path: str | Path, layout: Layout = KAGGLE15) -> FaceSet:
             header = next(reader, None)
             if header is None or not any(h.strip() for h in header):
                 raise DataError(f"{path}: empty file (no header row)")
-            columns = _column_indices(path, [h.strip() for h in header], layout)
+            header_names = [h.strip() for h in header]
+            layout = layout or _csv_layout(header_names)
+            columns = _column_indices(path, header_names, layout)
             images, keypoints, rows = [], [], []
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -220,17 +207,20 @@ def read_csv(path: str | Path, layout: Layout = KAGGLE15) -> FaceSet:
                    names=np.array([f"{path.name}:row {r}" for r in rows]), source=str(path))
 
 
-def read_npz(path: str | Path, split: str | None = None, layout: Layout = KAGGLE15) -> FaceSet:
-    """Our `.npz`; `split` selects the rows whose `split` field equals it (None: every row)."""
+def read_npz(path: str | Path, split: str | None = None, layout: Layout | None = None) -> FaceSet:
+    """Our `.npz`; `split` selects the rows whose `split` field equals it (None: every row).
+
+    layout None: the file's layout, from `keypoint_names` (or the point count when it has none)."""
     path = Path(path)
     with _open_npz(path) as npz:
         for required in ("images", "keypoints"):
             if required not in npz.files:
                 raise DataError(f"{path}: no '{required}' array (has: {', '.join(npz.files)})")
         fields = {k: _npz_field(npz, k, path) for k in
-                  ("images", "keypoints", "split", "person", "names", "keypoint_names") if k in npz.files}
+                  ("images", "keypoints", "split", "person", "names", "keypoint_names", "photo", "framing_target")
+                  if k in npz.files}
     n = len(fields["images"])
-    for k in ("split", "person", "names"):
+    for k in ("split", "person", "names", "photo"):
         if k in fields and fields[k].shape != (n,):
             raise DataError(f"{path}: '{k}' has shape {fields[k].shape}, expected ({n},) like 'images'")
     keep = np.ones(n, dtype=bool)
@@ -245,13 +235,14 @@ def read_npz(path: str | Path, split: str | None = None, layout: Layout = KAGGLE
             raise DataError(f"{path}: no rows with split {split!r} (splits: {have})")
         source = f"{path} [{split}]"
     images = _npz_images(fields["images"], path)
-    keypoints = _npz_keypoints(fields["keypoints"], fields.get("keypoint_names"), layout, path)
+    file_layout, keypoints = _npz_keypoints(fields["keypoints"], fields.get("keypoint_names"), layout, path)
     names = fields.get("names")
     if names is None:
         names = np.array([f"{path.name}:index {i}" for i in range(n)])
-    person = fields.get("person")
-    return FaceSet(images[keep], keypoints[keep], layout, names=names[keep],
-                   person=None if person is None else person[keep], source=source)
+    pick = (lambda k: None if fields.get(k) is None else fields[k][keep])
+    faces = FaceSet(images[keep], keypoints[keep], file_layout, names=names[keep], person=pick("person"),
+                    source=source, photo=pick("photo"), framing_target=fields.get("framing_target"))
+    return faces.as_layout(layout)
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -294,9 +285,11 @@ def write_npz(path: str | Path, faces: FaceSet | Mapping[str, FaceSet]) -> None:
     }
     if isinstance(faces, Mapping):
         arrays["split"] = np.concatenate([np.full(len(s), str(name)) for name, s in parts.items()])
-    for field in ("person", "names"):
+    for field in ("person", "names", "photo"):
         if all(getattr(s, field) is not None for s in sets):
             arrays[field] = np.concatenate([getattr(s, field) for s in sets]).astype(str)
+    if sets[0].framing_target is not None:
+        arrays["framing_target"] = sets[0].framing_target
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -339,7 +332,7 @@ def _warn_synthetic(path, sizes: dict[str, int], seed: int) -> None:
         f"Pass --data PATH (I2DL folder, Kaggle CSV or .npz) to use real faces.")
 
 
-def _read_i2dl_split(folder: Path, split: str, layout: Layout) -> FaceSet:
+def _read_i2dl_split(folder: Path, split: str, layout: Layout | None) -> FaceSet:
     if split not in I2DL_FILES:
         raise DataError(f"{folder}: unknown split {split!r} for an I2DL folder (splits: {', '.join(I2DL_FILES)})")
     path = folder / I2DL_FILES[split]
@@ -444,19 +437,45 @@ def _npz_images(images: np.ndarray, path: Path) -> np.ndarray:
     return images.astype(np.uint8)
 
 
-def _npz_keypoints(keypoints: np.ndarray, names: np.ndarray | None, layout: Layout, path: Path) -> np.ndarray:
+def _npz_keypoints(keypoints: np.ndarray, names: np.ndarray | None, layout: Layout | None,
+                   path: Path) -> tuple[Layout, np.ndarray]:
+    """(the layout the points are read in, keypoints (N, K, 2) float32 in that layout's order).
+
+    With `keypoint_names`, a layout whose names the file has is read directly (in the layout's order);
+    otherwise the file's own registered layout is read and converted by the caller."""
     if keypoints.ndim != 3 or keypoints.shape[2] != 2 or keypoints.dtype.kind not in "iuf":
         raise DataError(f"{path}: 'keypoints' has shape {keypoints.shape} and dtype {keypoints.dtype}, "
                         f"expected float (N, K, 2)")
     if names is None:
+        try:
+            layout = layout or layout_for_count(keypoints.shape[1], str(path))
+        except KplabError as e:
+            raise DataError(str(e)) from None
         if keypoints.shape[1] != layout.n_points:
             raise DataError(f"{path}: {keypoints.shape[1]} keypoints per face, but layout {layout.name} "
                             f"has {layout.n_points}")
-        return keypoints.astype(np.float32)
+        return layout, keypoints.astype(np.float32)
     names = [str(n) for n in names]
     if len(names) != keypoints.shape[1]:
         raise DataError(f"{path}: 'keypoint_names' has {len(names)} names for {keypoints.shape[1]} keypoints")
-    missing = [n for n in layout.names if n not in names]
-    if missing:
-        raise DataError(f"{path}: keypoint(s) {', '.join(missing)} of layout {layout.name} are not in the file")
-    return keypoints[:, [names.index(n) for n in layout.names]].astype(np.float32)
+    if layout is None or not all(n in names for n in layout.names):
+        try:
+            own = layout_for_names(names, str(path))
+        except KplabError as e:
+            if layout is None:
+                raise DataError(str(e)) from None
+            missing = [n for n in layout.names if n not in names]
+            raise DataError(f"{path}: keypoint(s) {', '.join(missing[:6])} of layout {layout.name} are not in "
+                            f"the file") from None
+        if layout is not None:
+            own.converter(layout)  # raises, naming both layouts, when the file's points cannot give layout's
+        layout = own
+    return layout, keypoints[:, [names.index(n) for n in layout.names]].astype(np.float32)
+
+
+def _csv_layout(header: list[str]) -> Layout:
+    """The registered layout whose columns a CSV header has; Kaggle 15 when none does."""
+    for layout in LAYOUTS.values():
+        if all(c in header for c in layout.csv_columns()):
+            return layout
+    return KAGGLE15

@@ -83,13 +83,17 @@ def _runs(items):
 @click.option("--min-score", type=float, default=0.0,
               help="drop detections the face detector scores below this (half of real faces score over 6.7, "
                    "1.7 % under 1.5)")
+@click.option("--layout", default=None,
+              help="answer in this layout, derived from the model's (kaggle15 from a 68-point model)  "
+                   "[default: the model's]")
 @click.option("--batch-size", type=int, default=256)
 @click.option("--threads", type=int, default=None, help="CPU threads for the model (default: the runtime's)")
 def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff, beta, passes, min_score,
-            batch_size, threads):
+            layout, batch_size, threads):
     """Facial keypoints for photos, folders of photos and videos (INPUT...), in original pixels.
 
-    MODEL is a model directory, an exported .onnx file or `default` (the shipped model).
+    MODEL is a model directory, an exported .onnx file or a shipped model: `default` (15 points) or
+    `faces68` (68 iBUG points).
     """
     import cv2
     import torch
@@ -106,12 +110,12 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
     for problem in problems:
         say(f"skipped: {problem}")
     predictor = Predictor(model, backend=backend, tta=tta, detect=not no_detect, passes=passes,
-                          batch_size=batch_size, threads=threads, min_score=min_score)
+                          batch_size=batch_size, threads=threads, min_score=min_score, layout=layout)
     out_dir = Path(out) if out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     records = _Records(fmt, out_dir / f"predictions.{'jsonl' if fmt == 'json' else 'csv'}" if out_dir else None,
-                       predictor.layout)
+                       predictor.output_layout)
     make_filter = (lambda: OneEuroFilter(min_cutoff, beta)) if smooth else None
     used: set[str] = set()
     read = skipped = no_face = 0
@@ -133,7 +137,7 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
                         keep = cv2.haveImageWriter(source.name)
                         target = _annotated_path(out_dir, source, used, None if keep else ".png")
                         target.parent.mkdir(parents=True, exist_ok=True)
-                        cv2.imwrite(str(target), draw_faces(result.image, result.faces))
+                        cv2.imwrite(str(target), draw_faces(result.image, result.faces, predictor.output_layout))
                 continue
             for path in paths:
                 try:
@@ -152,7 +156,7 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
                         empty += not result.faces
                         records.write(result)
                         if writer:
-                            writer.write(draw_faces(result.image, result.faces))
+                            writer.write(draw_faces(result.image, result.faces, predictor.output_layout))
                 except KplabError as e:
                     say(f"{path}: stopped after {frames} frames: {e}")
                 finally:
@@ -174,7 +178,7 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="output file (default: MODEL_DIR/model.onnx, which `predict --backend onnx` picks up, or "
-                   "MODEL_DIR/model-int8.onnx; for `default`, faces-default[-int8].onnx here)")
+                   "MODEL_DIR/model-int8.onnx; for a shipped model, NAME[-int8].onnx here)")
 @click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo",
               help="torch's current exporter, or the older (deprecated, faster) tracing one")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: 18)")
@@ -218,11 +222,14 @@ def export(model, fmt, out, exporter, opset, quantize, calibrate_data, calibrate
 
 def default_export_path(model: str, model_dir: Path, quantize: str) -> Path:
     """Float exports go beside the weights as model.onnx, where `--backend onnx` finds them; an int8
-    file gets its own name so it is only used when asked for. The shipped `default` model already
-    carries its model.onnx, and its folder may not be writable: its exports go to the current folder."""
+    file gets its own name so it is only used when asked for. The shipped models already carry their
+    model.onnx, and nothing writes into the installed package: their exports go to the current folder."""
+    from kplab.faces.predict import shipped_model
+
     suffix = "-int8" if quantize == "int8" else ""
-    if model == "default":
-        return Path(f"faces-default{suffix}.onnx")
+    name = shipped_model(model)
+    if name is not None:
+        return Path(f"{name}{suffix}.onnx")
     return model_dir / f"model{suffix}.onnx"
 
 

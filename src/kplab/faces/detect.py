@@ -5,9 +5,10 @@ centre of pixel column j is at x = j + PIXEL_CENTRE (layout.py). Each face gets 
 A = [M | t] mapping photo points to crop points, p_crop = M p_photo + t; the crop's pixels are
 resampled with the same A (so pixels and points cannot disagree) and predictions go back through A^-1.
 
-Framing. The model was trained on crops where the eyes and mouth sit at the training set's mean
-keypoints (`mean_shape` in model.json). A face is framed by the similarity transform (scale,
-rotation, shift) that best carries a set of its points onto the mean shape's points:
+Framing. The model was trained on crops where the eyes and mouth sit at its framing target (for crops
+that came ready, the training set's mean keypoints, `mean_shape` in model.json; for faces cut from
+annotated photos, the layout's template, `framing_target`). A face is framed by the similarity
+transform (scale, rotation, shift) that best carries its eyes and mouth onto the target's:
 
 - first pass: the points are where the framing points typically sit inside a Haar detector box,
   `HAAR_BOX_POINTS` (measured on the training crops by `calibrate_box_points`);
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from kplab.errors import CheckpointError, KplabError
-from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout
+from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
 from kplab.geometry import invert_affine, matmul_affine, warp_points
 
 # Points that frame a face: eyes and mouth (brows and nose tip move more with pose and expression).
@@ -150,25 +151,35 @@ def crop_faces(grey: np.ndarray, A: np.ndarray, size: int = IMAGE_SIZE) -> np.nd
 
 @dataclass(frozen=True)
 class Framing:
-    """Where a face's framing points must land in the crop, and where they sit in a detector box."""
+    """The one rule that frames a face: the similarity that carries its eyes and mouth onto `target`.
+
+    Framing points are named in the Kaggle 15-point layout (FRAMING_POINTS); a layout that is not that
+    one reaches them through its derivation (iBUG 68: an eye centre is the mean of the eye's six points),
+    so every layout frames faces the same way. The same rule cuts training crops from annotated photos
+    (from the true points) and re-frames detected faces in `predict` (from predicted points).
+    """
 
     layout: Layout
-    index: np.ndarray       # (M,) layout indices of the framing points
-    target: np.ndarray      # (M, 2) their mean positions in the crop (keypoint frame)
+    weights: np.ndarray     # (M, K): framing points = weights @ layout points
+    target: np.ndarray      # (M, 2) where the framing points land in the crop (keypoint frame)
     box_points: np.ndarray  # (M, 2) their typical positions inside a detector box, in box units
 
     @classmethod
-    def from_mean_shape(cls, mean_shape, layout: Layout, box_points: dict = HAAR_BOX_POINTS) -> "Framing":
-        mean_shape = np.asarray(mean_shape, np.float64)
-        if mean_shape.shape != (layout.n_points, 2) or not np.isfinite(mean_shape).all():
-            raise CheckpointError(f"mean_shape must be finite with shape ({layout.n_points}, 2) for layout "
-                                  f"{layout.name}, got {mean_shape.shape}")
-        names = [n for n in FRAMING_POINTS if n in layout.names and n in box_points]
-        if len(names) < 2:
-            raise KplabError(f"layout {layout.name} lacks the eye and mouth points needed to frame faces "
-                             f"({', '.join(FRAMING_POINTS)})")
-        index = np.array([layout.index(n) for n in names])
-        return cls(layout, index, mean_shape[index], np.array([box_points[n] for n in names], np.float64))
+    def for_layout(cls, layout: Layout, target_shape, box_points: dict = HAAR_BOX_POINTS) -> "Framing":
+        """Framing onto `target_shape` (K, 2): a model's recorded framing target or mean shape, or a
+        layout's template."""
+        target_shape = np.asarray(target_shape, np.float64)
+        if target_shape.shape != (layout.n_points, 2) or not np.isfinite(target_shape).all():
+            raise CheckpointError(f"the framing shape must be finite with shape ({layout.n_points}, 2) for "
+                                  f"layout {layout.name}, got {target_shape.shape}")
+        try:
+            to_kaggle = layout.converter(KAGGLE15)  # (15, K)
+        except KplabError:
+            raise KplabError(f"layout {layout.name} cannot frame faces: it neither has nor derives the eye and "
+                             f"mouth points ({', '.join(FRAMING_POINTS)})") from None
+        names = [n for n in FRAMING_POINTS if n in box_points]
+        weights = to_kaggle[[KAGGLE15.index(n) for n in names]]  # (M, K)
+        return cls(layout, weights, weights @ target_shape, np.array([box_points[n] for n in names], np.float64))
 
     def from_boxes(self, boxes: np.ndarray) -> np.ndarray:
         """Crop affines (F, 2, 3) for detector boxes (F, 4) [x0, y0, x1, y1] (first pass)."""
@@ -178,8 +189,8 @@ class Framing:
         return fit_similarity(guessed, np.broadcast_to(self.target, guessed.shape))
 
     def from_points(self, points: np.ndarray) -> np.ndarray:
-        """Crop affines (F, 2, 3) that carry predicted photo keypoints (F, K, 2) onto the mean shape."""
-        chosen = np.asarray(points, np.float64)[:, self.index]  # (F, M, 2)
+        """Crop affines (F, 2, 3) that carry photo keypoints (F, K, 2) onto the target."""
+        chosen = np.einsum("mk,fkc->fmc", self.weights, np.asarray(points, np.float64))  # (F, M, 2)
         return fit_similarity(chosen, np.broadcast_to(self.target, chosen.shape))
 
 

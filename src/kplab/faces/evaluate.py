@@ -7,10 +7,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kplab.faces.data import FaceSet
+from kplab.faces.faceset import FaceSet
 from kplab.faces.layout import Layout, normalise
 from kplab.faces.metrics import keypoint_metrics
 from kplab.faces.augment import flip_faces
+
+
+class DerivedLayout(torch.nn.Module):
+    """A model that answers in a layout its own derives: (N, 1, 96, 96) -> (N, 2 K_target)."""
+
+    def __init__(self, model: torch.nn.Module, weights: np.ndarray):
+        super().__init__()
+        self.model = model
+        self.register_buffer("weights", torch.as_tensor(weights, dtype=torch.float32), persistent=False)
+
+    def forward(self, x):
+        points = self.model(x).view(len(x), self.weights.shape[1], 2)  # (N, K, 2)
+        return torch.einsum("tk,nkc->ntc", self.weights.to(points.dtype), points).flatten(1)  # (N, 2 K_target)
+
+
+def in_layout(model: torch.nn.Module, model_layout: Layout, target: Layout) -> torch.nn.Module:
+    """`model` itself, or wrapped to answer in `target`'s points (raises when its layout cannot)."""
+    if target.names == model_layout.names:
+        return model
+    return DerivedLayout(model, model_layout.converter(target))
 
 
 def to_tensors(faces: FaceSet, device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,16 +84,20 @@ def evaluation_report(model, faces: FaceSet, out: str | Path, tta: bool = False)
     """Metrics plus OUT/{metrics.json, ced.png, keypoints.csv, worst.png, random.png}; returns (metrics, text)."""
     from kplab import checkpoint
     from kplab.faces import report
-    from kplab.faces.metrics import format_table, per_image_nme, per_keypoint_table
+    from kplab.faces.metrics import format_table, per_image_nme, per_keypoint_table, per_region_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     layout = faces.layout
-    images, points, mask = to_tensors(faces, next(model.parameters()).device)
+    device = next(model.parameters(), torch.empty(0)).device  # an ONNX Runtime model has no parameters
+    images, points, mask = to_tensors(faces, device)
     pred, metrics = evaluate(model, images, points, mask, layout, tta=tta)
     pred, target, mask = pred.cpu().numpy(), points.cpu().numpy(), faces.mask
     nme = per_image_nme(pred, target, layout, mask=mask)
     rows = per_keypoint_table(pred, target, layout, mask=mask)
+    regions = per_region_table(pred, target, layout, mask=mask)
+    metrics = {**metrics, "layout": layout.name,
+               "regions": {r["region"]: {"mean_px": r["mean_px"], "nme_io": r["nme_io"]} for r in regions}}
     checkpoint.atomic_write_json(out / "metrics.json", metrics)
     report.plot_ced({f"{faces.source or 'faces'}": nme}, out / "ced.png")
     report.write_keypoint_table(rows, out / "keypoints.csv")
@@ -83,7 +107,9 @@ def evaluation_report(model, faces: FaceSet, out: str | Path, tta: bool = False)
         shown = np.where(mask[idx, :, None], target[idx], np.nan)  # missing points are not drawn
         report.plot_face_grid(faces.images[idx], pred[idx], shown, layout, out / f"{name}.png",
                               titles=[titles[i] for i in idx])
-    summary = format_table([{"metric": k, "value": v} for k, v in metrics.items()], ["metric", "value"])
+    summary = format_table([{"metric": k, "value": v} for k, v in metrics.items() if k != "regions"],
+                           ["metric", "value"])
     text = (f"{faces.source}: {len(faces)} faces{' (flip TTA)' if tta else ''}\n{summary}\n\n"
+            f"{format_table(regions, list(regions[0]))}\n\n"
             f"{format_table(rows, list(rows[0]))}\n\nfigures and tables in {out}")
     return metrics, text

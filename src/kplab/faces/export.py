@@ -3,8 +3,8 @@
 The exported file is self-contained (weights inside, no external data file), takes `image` (N, 1, 96,
 96) float32 in [0, 1] with a dynamic batch size N and returns `keypoints` (N, 2K) in I2DL-normalised
 coordinates, exactly like `model(image)`. Its metadata_props carry what a user of the file needs
-without kplab: opset, layout (names, flip pairs), normalisation, the training mean shape (for framing
-photos) and the SHA-256 of the weights it came from.
+without kplab: opset, layout (names, flip pairs, regions, references), normalisation, the training mean
+shape and framing target (for framing photos), the recorded val metrics and the SHA-256 of the weights.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def export_onnx(model: nn.Module, meta: dict, exporter: str = "dynamo", opset: i
         "layout": json.dumps(meta["layout"]),
         "normalisation": json.dumps(meta.get("normalisation", {})),
         "mean_shape": json.dumps(meta.get("mean_shape")),
+        **({"framing_target": json.dumps(meta["framing_target"])} if "framing_target" in meta else {}),
+        "metrics": json.dumps(meta.get("metrics")),
+        "n_params": str(meta.get("n_params", "")),
         "weights_sha256": meta.get("weights_sha256", ""),
         "input": f"{INPUT_NAME}: float32 (N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}), grey pixels / 255",
         "output": f"{OUTPUT_NAME}: float32 (N, {2 * len(meta['layout']['names'])}), (x, y) pairs, "
@@ -180,7 +183,14 @@ class OnnxModule(nn.Module):
         if "layout" not in self.metadata:
             raise CheckpointError(f"{label}: no kplab layout in its metadata (export it with `kplab export`)")
         self.layout = Layout.from_dict(json.loads(self.metadata["layout"]))
-        self.mean_shape = json.loads(self.metadata.get("mean_shape", "null"))
+        # model.json's fields as far as the file carries them (framing, metrics, hash, normalisation)
+        self.meta = {key: json.loads(self.metadata[key]) for key in
+                     ("layout", "normalisation", "mean_shape", "framing_target", "metrics") if key in self.metadata}
+        self.meta.update({key: self.metadata[key] for key in ("weights_sha256", "kplab_version") if key in self.metadata})
+        if self.metadata.get("n_params", "").isdigit():
+            self.meta["n_params"] = int(self.metadata["n_params"])
+        shape = self.meta.get("framing_target", self.meta.get("mean_shape"))
+        self.framing_shape = None if shape is None else np.asarray(shape, np.float64)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """(N, 1, 96, 96) float32 -> (N, 2K) float32."""

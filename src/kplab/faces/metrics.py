@@ -14,8 +14,9 @@ normalised unit, so pixel errors are S times normalised errors.
   (1152 = S^2 / 2). Without a mask rmse_px is the root mean squared pixel error over all coordinates;
   with one it is the root of the image-weighted mean (each image's present coordinates averaged first,
   the same weighting as the score).
-- NME_i = mean_k(present) ||p_ik - t_ik|| / ||t_ia - t_ib||, where (a, b) are the outer eye corners
-  ("io", inter-ocular) or the eye centres ("ip", inter-pupil), measured on the TARGET. Units cancel,
+- NME_i = mean_k(present) ||p_ik - t_ik|| / ||t_ia - t_ib||, where (a, b) are the layout's reference
+  points, measured on the TARGET: the outer eye corners ("io", inter-ocular; iBUG points 37 and 46
+  1-based) or the eye centres ("ip", inter-pupil; for iBUG 68 the means of each eye's six points). Units cancel,
   so it is the same in pixels and in normalised units. NME_i is undefined (NaN) when either reference
   point is missing, the two coincide, or the image has no present point; such images are left out of
   nme_*, fr10 and auc10 (but kept in the score).
@@ -83,13 +84,29 @@ def _per_image_mse(pred, target, mask) -> tuple[np.ndarray, np.ndarray]:
     return sq[keep] / n_coords[keep], keep
 
 
-def _nme(pred, target, mask, layout: Layout, normaliser: str) -> np.ndarray:
-    """Per-image NME (N,), NaN where undefined (see the module docstring)."""
+def reference_distance(target: np.ndarray, mask: np.ndarray, layout: Layout, normaliser: str):
+    """(distance (N,), defined (N,) bool) between the target's two reference points of `normaliser`.
+
+    The layout names its references ("io": outer eye corners, "ip": pupils or eye-centre means; each
+    side a group of points averaged); a layout without them falls back to NORMALISERS' point names.
+    A reference is undefined where a point it needs is missing, where its two sides coincide, or
+    everywhere when the layout has no such points."""
     if normaliser not in NORMALISERS:
         raise ValueError(f"normaliser must be one of {sorted(NORMALISERS)}, got {normaliser!r}")
-    a, b = (layout.index(name) for name in NORMALISERS[normaliser])
-    ref = np.linalg.norm(target[:, a] - target[:, b], axis=-1)  # (N,)
-    ref_ok = mask[:, a] & mask[:, b] & (ref > 0)
+    groups = layout.references.get(normaliser)
+    if groups is None:
+        if not all(name in layout.names for name in NORMALISERS[normaliser]):
+            return np.zeros(len(target)), np.zeros(len(target), bool)  # NME undefined for this layout
+        groups = tuple((layout.index(name),) for name in NORMALISERS[normaliser])
+    sides = [target[:, list(g)].mean(1) for g in groups]  # 2 x (N, 2)
+    ref = np.linalg.norm(sides[0] - sides[1], axis=-1)  # (N,)
+    present = np.stack([mask[:, list(g)].all(1) for g in groups]).all(0)  # (N,)
+    return ref, present & (ref > 0)
+
+
+def _nme(pred, target, mask, layout: Layout, normaliser: str) -> np.ndarray:
+    """Per-image NME (N,), NaN where undefined (see the module docstring)."""
+    ref, ref_ok = reference_distance(target, mask, layout, normaliser)
     dist = np.linalg.norm(pred - target, axis=-1)  # (N, K)
     n_present = mask.sum(axis=1)  # (N,)
     mean_dist = np.where(mask, dist, 0.0).sum(axis=1) / np.maximum(n_present, 1)  # (N,)
@@ -165,9 +182,8 @@ def per_keypoint_table(pred, target, layout: Layout, mask=None) -> list[dict]:
     over points of nme_io equals the global nme_io."""
     pred, target, mask = _check(pred, target, layout, mask)
     dist_px = HALF * np.linalg.norm(pred - target, axis=-1)  # (N, K)
-    a, b = (layout.index(name) for name in NORMALISERS["io"])
-    ref_px = HALF * np.linalg.norm(target[:, a] - target[:, b], axis=-1)  # (N,)
-    ref_ok = mask[:, a] & mask[:, b] & (ref_px > 0)  # (N,)
+    ref, ref_ok = reference_distance(target, mask, layout, "io")
+    ref_px = HALF * ref  # (N,)
     nme_mask = mask & ref_ok[:, None]  # (N, K)
     masked = np.where(mask, dist_px, np.nan)  # (N, K); NaN = missing, so nan-reductions skip it
     normed = np.where(nme_mask, dist_px / np.where(ref_ok, ref_px, 1.0)[:, None], np.nan)  # (N, K)
@@ -185,6 +201,27 @@ def per_keypoint_table(pred, target, layout: Layout, mask=None) -> list[dict]:
          "rmse_px": float(rmse_px[k]), "nme_io": float(nme[k])}
         for k, name in enumerate(layout.names)
     ]
+
+
+def per_region_table(pred, target, layout: Layout, mask=None) -> list[dict]:
+    """One row per region of the layout (e.g. jaw, brows, nose, eyes, mouth): name, points, mean_px (mean
+    Euclidean pixel error over the region's present points) and nme_io (that error over the target's
+    outer-eye-corner distance, averaged over images where it is defined), then a row for all points."""
+    pred, target, mask = _check(pred, target, layout, mask)
+    dist = np.linalg.norm(pred - target, axis=-1)  # (N, K) normalised units
+    ref, ref_ok = reference_distance(target, mask, layout, "io")
+    regions = {**layout.regions, "all": tuple(range(layout.n_points))}
+    rows = []
+    for name, index in regions.items():
+        m = mask[:, list(index)]  # (N, R)
+        d = np.where(m, dist[:, list(index)], 0.0).sum(1)  # (N,)
+        n = m.sum(1)  # (N,)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_px = HALF * d.sum() / n.sum()
+            per_image = np.where(ref_ok & (n > 0), d / np.maximum(n, 1) / np.where(ref_ok, ref, 1.0), np.nan)
+        rows.append({"region": name, "points": len(index), "mean_px": float(mean_px),
+                     "nme_io": float(np.nanmean(per_image)) if np.isfinite(per_image).any() else float("nan")})
+    return rows
 
 
 def _cell(value) -> str:

@@ -19,28 +19,59 @@ import torch
 
 from kplab.errors import CheckpointError, DataError, KplabError
 from kplab.faces.detect import (Framing, HaarFaceDetector, crop_faces, uncrop_points, whole_image_affine)
+from kplab.faces.export import OnnxModule
 from kplab.faces.images import IMAGE_EXTENSIONS, read_image, to_bgr8, to_grey
-from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, to_pixels
+from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, get_layout, to_pixels
 
-DEFAULT_MODEL = "faces-default"  # shipped inside the package at kplab/models/faces-default
+# Models shipped inside the package (kplab/models/NAME), by the names commands accept.
+SHIPPED_MODELS = {"default": "faces-default", "faces-default": "faces-default", "faces68": "faces68"}
 BACKENDS = ("torch", "onnx")
 # Photos are read and detected in chunks of at most this many pixels (about 100 MB as BGR), so a
 # folder of large photos never sits in memory at once; small crops still fill whole model batches.
 MAX_CHUNK_PIXELS = 2 ** 25
 
 
+def shipped_model(model: str | Path) -> str | None:
+    """The shipped model's folder name if `model` names one ("default", "faces-default", "faces68")."""
+    return SHIPPED_MODELS.get(str(model))
+
+
 def resolve_model(model: str | Path) -> Path:
-    """A model argument -> a path: the word "default" means the model shipped with kplab."""
-    if str(model) == "default":
-        path = Path(str(resources.files("kplab") / "models" / DEFAULT_MODEL))
+    """A model argument -> a path: a shipped model's name, a model directory or an exported .onnx file."""
+    name = shipped_model(model)
+    if name is not None:
+        path = Path(str(resources.files("kplab") / "models" / name))
         if not (path / "model.json").is_file():
-            raise CheckpointError(f"the default model is not installed ({path} has no model.json); "
+            raise CheckpointError(f"the shipped model {model!r} is not installed ({path} has no model.json); "
                                   "pass a model directory from `kplab train`")
         return path
     path = Path(model)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such model directory or .onnx file")
+        shipped = ", ".join(sorted(SHIPPED_MODELS))
+        raise CheckpointError(f"{path}: no such model directory or .onnx file (shipped models: {shipped})")
     return path
+
+
+def report_dir(model: str | Path) -> Path:
+    """Where `evaluate` writes without --out: beside a trained model's weights, but for a shipped model
+    (inside the installed package) or an .onnx file, a folder `eval-NAME` in the current folder."""
+    name = shipped_model(model)
+    if name is not None:
+        return Path(f"eval-{name}")
+    path = Path(model)
+    return Path(f"eval-{path.stem}") if path.suffix == ".onnx" else path / "eval"
+
+
+def load_any_model(model: str | Path, backend: str | None = None, threads: int | None = None
+                   ) -> tuple[torch.nn.Module, Layout, np.ndarray | None, dict]:
+    """(module (N, 1, 96, 96) -> (N, 2K), layout, framing shape (K, 2) or None, metadata) for a shipped
+    name, a model directory or a .onnx file; backend None picks onnx for a .onnx file, torch otherwise."""
+    path = resolve_model(model)
+    if backend is None:
+        backend = "onnx" if path.suffix == ".onnx" and path.is_file() else "torch"
+    if backend not in BACKENDS:
+        raise KplabError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return _load_backend(path, backend, threads)
 
 
 @dataclass
@@ -80,7 +111,7 @@ class Result:
 class Predictor:
     """Photos in, faces with named keypoints out; batched, on torch or ONNX Runtime.
 
-    model: "default", a model directory, or an exported .onnx file.
+    model: a shipped model ("default", "faces68"), a model directory, or an exported .onnx file.
     backend: "torch" or "onnx" (ONNX Runtime); None picks onnx for a .onnx file, torch otherwise.
     tta: average each prediction with the mirrored crop's (two forwards per batch).
     detect: find faces with the Haar detector and frame them; False treats each image as a ready crop.
@@ -88,29 +119,30 @@ class Predictor:
     min_score: drop detections whose detector score is below this (0 keeps all; see
       HaarFaceDetector.detect_with_scores for what scores real faces get).
     threads: ONNX Runtime intra-op threads (torch uses torch.set_num_threads, a process setting).
+    layout: answer in this layout's points instead of the model's, where the model's layout derives
+      it (a 68-point model answers in the 15 Kaggle points with layout="kaggle15").
     `forward_calls` counts the model's forward calls (batches), on either backend.
     """
 
     def __init__(self, model: str | Path = "default", backend: str | None = None, tta: bool = False,
                  detect: bool = True, passes: int = 2, batch_size: int = 256, threads: int | None = None,
-                 min_score: float = 0.0):
+                 min_score: float = 0.0, layout: str | Layout | None = None):
         if passes < 1 or batch_size < 1:
             raise KplabError("passes and batch_size must be at least 1")
-        path = resolve_model(model)
-        if backend is None:
-            backend = "onnx" if path.suffix == ".onnx" and path.is_file() else "torch"
-        if backend not in BACKENDS:
-            raise KplabError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.module, self.layout, mean_shape = _load_backend(path, backend, threads)
-        self.backend, self.tta, self.detect, self.passes, self.batch_size = backend, tta, detect, passes, batch_size
+        self.module, self.layout, framing_shape, self.metadata = load_any_model(model, backend, threads)
+        self.backend = "onnx" if isinstance(self.module, OnnxModule) else "torch"
+        self.output_layout = self.layout if layout is None else (
+            layout if isinstance(layout, Layout) else get_layout(layout))
+        self.to_output = self.layout.converter(self.output_layout)  # (K_out, K): raises if not derivable
+        self.tta, self.detect, self.passes, self.batch_size = tta, detect, passes, batch_size
         self.min_score = min_score
         self.detector = HaarFaceDetector() if detect else None
         self.framing = None
         if detect:
-            if mean_shape is None:
-                raise CheckpointError(f"{path}: the model records no mean_shape, which framing photos "
+            if framing_shape is None:
+                raise CheckpointError(f"{model}: the model records no mean_shape, which framing photos "
                                       "needs; retrain it, or use --no-detect with ready 96x96 crops")
-            self.framing = Framing.from_mean_shape(mean_shape, self.layout)
+            self.framing = Framing.for_layout(self.layout, framing_shape)
         self.min_side = self.detector.min_side if detect else IMAGE_SIZE // 4
         self.forward_calls = 0
         self.module.register_forward_hook(self._count_forward)
@@ -175,9 +207,10 @@ class Predictor:
             last_affines = affines
             if self.detect:
                 affines = [_reframe(self.framing, p, a) for p, a in zip(per_image, affines)]
-        return [[Face(box, pts, self.layout.names, a, None if sc is None else float(sc))
+        answers = [self.to_output @ p for p in per_image]  # each (F_i, K_out, 2)
+        return [[Face(box, pts, self.output_layout.names, a, None if sc is None else float(sc))
                  for box, pts, a, sc in zip(b, p, aa, ss)]
-                for b, p, aa, ss in zip(boxes, per_image, last_affines, scores)]
+                for b, p, aa, ss in zip(boxes, answers, last_affines, scores)]
 
     def predict_files(self, paths: Iterable[str | Path]) -> Iterator[Result]:
         """One Result per file, in order; unreadable files give a Result with `error` set. Files are
@@ -222,10 +255,11 @@ def _reframe(framing: Framing, points: np.ndarray, affines: np.ndarray) -> np.nd
     return np.where(ok[:, None, None], new, affines)
 
 
-def _load_backend(path: Path, backend: str, threads: int | None) -> tuple[torch.nn.Module, Layout, list | None]:
-    """(module mapping (N, 1, 96, 96) -> (N, 2K), layout, mean shape or None) for a model path."""
+def _load_backend(path: Path, backend: str, threads: int | None
+                  ) -> tuple[torch.nn.Module, Layout, np.ndarray | None, dict]:
+    """(module, layout, framing shape or None, metadata) for a resolved model path (see load_any_model)."""
     from kplab.checkpoint import read_meta
-    from kplab.faces.export import OnnxModule, export_onnx, weights_sha256
+    from kplab.faces.export import export_onnx, weights_sha256
     from kplab.faces.model import load_model
 
     if path.is_file():
@@ -233,22 +267,29 @@ def _load_backend(path: Path, backend: str, threads: int | None) -> tuple[torch.
             raise CheckpointError(f"{path}: a model file must be an exported .onnx used with backend='onnx'; "
                                   "otherwise pass a model directory")
         module = OnnxModule(path, threads)
-        return module, module.layout, module.mean_shape
+        return module, module.layout, module.framing_shape, module.meta
     meta = read_meta(path)
     layout = Layout.from_dict(meta["layout"])
-    mean_shape = meta.get("mean_shape")
+    shape = framing_shape(meta)
     if backend == "torch":
-        return load_model(path), layout, mean_shape
+        return load_model(path), layout, shape, meta
     # An up-to-date model.onnx beside the weights (from `kplab export`) saves the export time.
     beside = path / "model.onnx"
     if beside.is_file():
         module = OnnxModule(beside, threads)
         if module.metadata.get("weights_sha256") == weights_sha256(path):
-            return module, layout, mean_shape
+            return module, layout, shape, meta
     from kplab.progress import say
 
     say(f"exporting {path} to ONNX in memory (run `kplab export {path}` once to skip this)")
-    return OnnxModule(export_onnx(load_model(path), meta), threads), layout, mean_shape
+    return OnnxModule(export_onnx(load_model(path), meta), threads), layout, shape, meta
+
+
+def framing_shape(meta: dict) -> np.ndarray | None:
+    """Where a model's training crops put the face (K, 2): `framing_target` for models trained on faces cut
+    from photos, else the training crops' mean keypoints `mean_shape`; None for a model with neither."""
+    shape = meta.get("framing_target", meta.get("mean_shape"))
+    return None if shape is None else np.asarray(shape, np.float64)
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]:
@@ -276,8 +317,9 @@ def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[str, Path]],
     return items, problems
 
 
-def draw_faces(image_bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
-    """A copy of the picture with each face's box (green) and keypoints (red) drawn on it."""
+def draw_faces(image_bgr: np.ndarray, faces: list[Face], layout: Layout | None = None) -> np.ndarray:
+    """A copy of the picture with each face's box (green), the layout's contour lines (yellow: jaw, brows,
+    nose, eyes, lips) and keypoints (red) drawn on it."""
     import cv2
 
     out = image_bgr.copy()
@@ -287,9 +329,15 @@ def draw_faces(image_bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
         size = max(x1 - x0, y1 - y0)
         thick = max(1, int(round(size / 150)))
         cv2.rectangle(out, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), (0, 200, 0), thick)
-        radius = max(1.0, size / 80)
-        for x, y in face.keypoints - PIXEL_CENTRE:
+        points = face.keypoints - PIXEL_CENTRE  # (K, 2) array-index frame
+        fixed = np.round(np.nan_to_num(points) * sub).astype(np.int32)
+        if layout is not None and layout.names == face.names:
+            for contour in layout.contours:
+                index = list(contour.points)
+                if np.isfinite(points[index]).all():
+                    cv2.polylines(out, [fixed[index]], contour.closed, (0, 220, 255), thick, cv2.LINE_AA, shift=4)
+        radius = max(1.0, size / (80 if len(face.names) <= 20 else 120))
+        for (x, y), (fx, fy) in zip(points, fixed):
             if np.isfinite(x) and np.isfinite(y):
-                cv2.circle(out, (int(round(x * sub)), int(round(y * sub))), int(round(radius * sub)),
-                           (0, 0, 255), -1, cv2.LINE_AA, shift=4)
+                cv2.circle(out, (int(fx), int(fy)), int(round(radius * sub)), (0, 0, 255), -1, cv2.LINE_AA, shift=4)
     return out

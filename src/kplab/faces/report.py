@@ -111,13 +111,22 @@ def plot_face_grid(images, pred, target, layout: Layout, path, titles=None, ncol
             continue
         ax.imshow(imgs[i], cmap="gray", vmin=0.0, vmax=vmax, extent=extent, interpolation="nearest")
         if true_px is not None:
-            ax.plot(true_px[i, :, 0], true_px[i, :, 1], "o", ms=marker, mfc=TRUE_COLOUR, mec="none")
-        ax.plot(pred_px[i, :, 0], pred_px[i, :, 1], "o", ms=marker, mfc=PRED_COLOUR, mec="none")
+            _draw_shape(ax, true_px[i], layout, TRUE_COLOUR, marker)
+        _draw_shape(ax, pred_px[i], layout, PRED_COLOUR, marker)
         ax.set_xlim(extent[0], extent[1])
         ax.set_ylim(extent[2], extent[3])
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=8, pad=2)
     return _save(fig, path, dpi)
+
+
+def _draw_shape(ax, points: np.ndarray, layout: Layout, colour, marker: float) -> None:
+    """One face's points (K, 2) in pixels, with the layout's contour lines (jaw, brows, eyes, lips)."""
+    for contour in layout.contours:
+        index = list(contour.points) + ([contour.points[0]] if contour.closed else [])
+        ax.plot(points[index, 0], points[index, 1], "-", lw=0.6, color=colour, alpha=0.7)
+    small = marker * (0.6 if layout.n_points > 20 else 1.0)  # dense layouts get smaller dots
+    ax.plot(points[:, 0], points[:, 1], "o", ms=small, mfc=colour, mec="none")
 
 
 def worst_and_random(nme, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -23,7 +23,7 @@ from kplab import checkpoint
 from kplab.config import to_dict
 from kplab.errors import ConfigError
 from kplab.faces.augment import AugmentConfig, Augmenter
-from kplab.faces.data import FaceSet
+from kplab.faces.faceset import FaceSet
 from kplab.faces.evaluate import evaluate, to_tensors
 from kplab.faces.model import ModelConfig, build_model, count_params, save_model
 from kplab.progress import bar, say
@@ -159,8 +159,11 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
     total_steps = cfg.epochs * steps_per_epoch
 
     saved_config = {"train": to_dict(cfg), **(config_extra or {})}
-    # The training faces' mean keypoints (pixels): photo cropping frames new faces to match them.
-    mean_shape = np.nanmean(train_set.keypoints, axis=0).round(3).tolist()  # (K, 2)
+    # The training faces' mean keypoints (pixels): `predict` frames new faces to match them, unless the
+    # crops were cut from photos onto a known framing target, which then travels instead.
+    framing = {"mean_shape": np.nanmean(train_set.keypoints, axis=0).round(3).tolist()}  # (K, 2)
+    if train_set.framing_target is not None:
+        framing["framing_target"] = train_set.framing_target.round(3).tolist()
     history: list[dict[str, Any]] = []
     best, start_epoch = -math.inf, 0
     state_dir = out / "state"
@@ -188,7 +191,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
         improved = metrics["score"] > best
         if improved:
             best = metrics["score"]
-            save_model(out, ema.model, {"config": saved_config, "mean_shape": mean_shape,
+            save_model(out, ema.model, {"config": saved_config, **framing,
                                          "metrics": {"val": metrics, "epoch": epoch + 1}})
         say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val score {metrics['score']:.1f}  "
             f"rmse {metrics['rmse_px']:.2f}px  nme_io {100 * metrics['nme_io']:.2f}%"

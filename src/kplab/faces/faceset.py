@@ -1,0 +1,88 @@
+"""`FaceSet`: the one in-memory form of faces every reader returns and every stage consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kplab.errors import DataError
+from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, Layout
+
+
+@dataclass
+class FaceSet:
+    images: np.ndarray  # (N, 96, 96) uint8
+    keypoints: np.ndarray  # (N, K, 2) float32 pixels (x, y); NaN marks a missing keypoint
+    layout: Layout = KAGGLE15
+    names: np.ndarray | None = None  # (N,) str, e.g. "training.csv:row 17"
+    person: np.ndarray | None = None  # (N,) str identity, when known
+    source: str = ""  # human description for messages
+    photo: np.ndarray | None = None  # (N,) str: the photo each face was cut from (faces of a photo stay together)
+    framing_target: np.ndarray | None = None  # (K, 2): where the crops put the face, for faces cut from photos
+
+    def __post_init__(self):
+        where = self.source or "faces"
+        self.images = np.asarray(self.images)
+        self.keypoints = np.asarray(self.keypoints, dtype=np.float32)
+        n = len(self.images)
+        if self.images.dtype != np.uint8 or self.images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise DataError(f"{where}: images must be uint8 (N, {IMAGE_SIZE}, {IMAGE_SIZE}), "
+                            f"got {self.images.dtype} {self.images.shape}")
+        if self.keypoints.shape != (n, self.layout.n_points, 2):
+            raise DataError(f"{where}: keypoints must have shape ({n}, {self.layout.n_points}, 2) for "
+                            f"layout {self.layout.name}, got {self.keypoints.shape}")
+        if np.isinf(self.keypoints).any():
+            raise DataError(f"{where}: keypoints contain infinite values")
+        # A point is missing as a whole: a lone NaN coordinate hides the other one too.
+        nan = np.isnan(self.keypoints)
+        if (nan.any(-1) != nan.all(-1)).any():
+            self.keypoints = self.keypoints.copy()
+            self.keypoints[nan.any(-1)] = np.nan
+        if self.framing_target is not None:
+            self.framing_target = np.asarray(self.framing_target, dtype=np.float32)
+            if self.framing_target.shape != (self.layout.n_points, 2):
+                raise DataError(f"{where}: framing_target must have shape ({self.layout.n_points}, 2), "
+                                f"got {self.framing_target.shape}")
+        for field in ("names", "person", "photo"):
+            value = getattr(self, field)
+            if value is not None:
+                value = np.asarray(value, dtype=str)
+                if value.shape != (n,):
+                    raise DataError(f"{where}: {field} must have shape ({n},), got {value.shape}")
+                setattr(self, field, value)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(N, K) bool, True where the keypoint is present."""
+        return ~np.isnan(self.keypoints).any(-1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index) -> "FaceSet":
+        """The faces at `index` (an int array or an (N,) bool mask), as a new FaceSet."""
+        index = np.atleast_1d(np.asarray(index))
+        if index.dtype == bool:
+            if index.shape != (len(self),):
+                raise ValueError(f"bool mask has shape {index.shape}, expected ({len(self)},)")
+        else:
+            index = index.astype(np.intp)  # also makes an empty list a valid index
+        pick = (lambda a: None if a is None else a[index])
+        return FaceSet(self.images[index], self.keypoints[index], self.layout, pick(self.names),
+                       pick(self.person), self.source, pick(self.photo), self.framing_target)
+
+    def as_layout(self, layout: Layout | None) -> "FaceSet":
+        """These faces in another layout that theirs derives (68 -> 15), or themselves."""
+        if layout is None or layout.names == self.layout.names:
+            return self
+        from kplab.faces.layout import convert_points
+
+        target = None if self.framing_target is None else convert_points(self.framing_target, self.layout, layout)
+        return FaceSet(self.images, convert_points(self.keypoints, self.layout, layout).astype(np.float32),
+                       layout, self.names, self.person, self.source, self.photo, target)
+
+    @property
+    def groups(self) -> np.ndarray | None:
+        """What must not be split between train and val: the person where known, else the photo."""
+        return self.person if self.person is not None else self.photo
