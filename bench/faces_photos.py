@@ -1,9 +1,14 @@
-"""Accuracy on the 40 real photos (../shared/data/faces/photos): faces found and NME_io, per framing.
+"""Accuracy on the 40 real photos (../shared/data/faces/photos): faces found and NME_io, per setting,
+for the detector's boxes as they come and for boxes moved and scaled the way detectors err.
 
-Runs the real pipeline (Haar detection, framing, crop, model, back to photo pixels) with 1 and 2
-framing passes, with and without flip TTA, and prints one row per setting plus the worst photos.
-Usage: python bench/faces_photos.py [MODEL] [--photos DIR]   (MODEL: a model directory, `default` or
-`faces68`; the truth is photos/keypoints.csv for a 15-point model, keypoints68.csv for a 68-point one)
+Runs the real pipeline (Haar detection, framing, crop, model, back to photo pixels). Settings: framing
+passes, flip TTA, and how many first-pass framings (`starts`) each face gets. Perturbed rows take each
+photo's matched detector box and draw `--draws` boxes from it (fixed seed): shifted by up to 25 % of the
+box width in x and y, and scaled by 0.8-1.2 about its centre; every drawn box is framed and scored.
+Each row prints found faces, NME_io mean / median / max, FR@10 % and the mean quality of the faces.
+Usage: python bench/faces_photos.py [MODEL] [--photos DIR] [--draws N]   (MODEL: a model directory,
+`default` or `faces68`; the truth is photos/keypoints.csv for a 15-point model, keypoints68.csv for a
+68-point one)
 """
 
 import argparse
@@ -13,12 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from kplab.faces.annotations import read_photo_csv
+from kplab.faces.images import read_image
 from kplab.faces.layout import Layout
 from kplab.faces.metrics import per_image_nme
 from kplab.faces.predict import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 TRUTH_FILES = {"kaggle15": "keypoints.csv", "ibug68": "keypoints68.csv"}  # the photos' annotations per layout
+MAX_SHIFT, MAX_SCALE = 0.25, 0.20  # perturbation ranges, in box widths and relative size
 
 
 def truth_table(folder: Path, layout: Layout) -> dict[str, np.ndarray]:
@@ -27,42 +34,69 @@ def truth_table(folder: Path, layout: Layout) -> dict[str, np.ndarray]:
     return {a.photo.name: a.points for a in annotations}
 
 
-def matched_points(faces, truth: np.ndarray):
-    """Keypoints of the face whose box holds the centre of the true points (largest if several)."""
+def matched(faces, truth: np.ndarray):
+    """The face whose box holds the centre of the true points (largest if several), or None."""
     centre = np.nanmean(truth, 0)
     inside = [f for f in faces if f.box[0] <= centre[0] <= f.box[2] and f.box[1] <= centre[1] <= f.box[3]]
-    best = max(inside, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
-    return None if best is None else best.keypoints
+    return max(inside, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
+
+
+def perturbed_boxes(box: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(draws, 4) boxes: `box` shifted by up to MAX_SHIFT of its width per axis and scaled by 1 +- MAX_SCALE."""
+    size = box[2:] - box[:2]
+    centre = (box[:2] + box[2:]) / 2 + rng.uniform(-MAX_SHIFT, MAX_SHIFT, (draws, 2)) * size[0]
+    half = size / 2 * rng.uniform(1 - MAX_SCALE, 1 + MAX_SCALE, (draws, 1))
+    return np.concatenate([centre - half, centre + half], 1)
+
+
+def row(label: str, faces: list, truths: list, layout: Layout, seconds: float, total: int) -> dict:
+    found = [(f, t) for f, t in zip(faces, truths) if f is not None]
+    nme = 100 * per_image_nme(np.array([f.keypoints for f, _ in found]), np.array([t for _, t in found]),
+                              layout, "io")
+    quality = [f.quality for f, _ in found if f.quality is not None]
+    print(f"{label:<44} {len(found):>4}/{total:<4} {nme.mean():>6.2f} {np.median(nme):>6.2f} {nme.max():>6.2f} "
+          f"{100 * np.mean(nme > 10):>6.1f} {np.mean(quality) if quality else float('nan'):>7.3f} {seconds:>6.1f}")
+    return {"nme": nme, "faces": found}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default="default")
     ap.add_argument("--photos", default=str(REPO.parent / "shared" / "data" / "faces" / "photos"))
+    ap.add_argument("--draws", type=int, default=10, help="perturbed boxes per photo")
     args = ap.parse_args()
     folder = Path(args.photos)
     layout = Predictor(args.model, detect=False).layout
     truth = truth_table(folder, layout)
-    print(f"{'passes':>6} {'tta':>5} {'found':>7} {'NME_io %':>9} {'median %':>9} {'max %':>7} {'s':>6}")
-    worst = None
-    for passes, tta in ((1, False), (2, False), (2, True), (3, False)):
-        predictor = Predictor(args.model, passes=passes, tta=tta)
+    photos = {name: read_image(folder / name) for name in truth}
+    print(f"{'setting':<44} {'found':>9} {'mean':>6} {'median':>6} {'max':>6} {'FR10 %':>6} {'quality':>7} "
+          f"{'s':>6}   (NME_io %)")
+    detected = {}
+    for passes, tta, starts in ((1, False, 1), (2, False, 1), (2, False, 5), (2, True, 5), (3, False, 5)):
+        predictor = Predictor(args.model, passes=passes, tta=tta, starts=starts)
         start = time.perf_counter()
-        results = {Path(r.source).name: r for r in predictor.predict_files([folder / n for n in truth])}
-        seconds = time.perf_counter() - start
-        names, pred, target = [], [], []
-        for name, points in truth.items():
-            found = matched_points(results[name].faces, points)
-            if found is not None:
-                names.append(name), pred.append(found), target.append(points)
-        nme = 100 * per_image_nme(np.array(pred), np.array(target), layout, "io")
-        print(f"{passes:>6} {str(tta):>5} {len(pred):>4}/{len(truth):<2} {nme.mean():>9.2f} {np.median(nme):>9.2f} "
-              f"{nme.max():>7.2f} {seconds:>6.2f}")
-        if passes == 2 and not tta:
-            worst = sorted(zip(nme, names), reverse=True)[:5]
-            bias = (np.array(pred) - np.array(target)).reshape(-1, 2).mean(0)
-    print("worst photos (2 passes): " + ", ".join(f"{n} {v:.1f}%" for v, n in worst))
-    print(f"mean signed error (x, y) over all points, 2 passes: ({bias[0]:+.2f}, {bias[1]:+.2f}) px")
+        results = predictor.predict_images(list(photos.values()))
+        faces = [matched(r, truth[n]) for n, r in zip(photos, results)]
+        out = row(f"detector boxes, {passes} passes, {starts} starts{', flip TTA' if tta else ''}", faces,
+                  list(truth.values()), layout, time.perf_counter() - start, len(truth))
+        if (passes, tta, starts) == (2, False, 5):
+            detected = dict(zip(photos, faces))
+            bias = np.mean([f.keypoints - t for f, t in out["faces"]], axis=(0, 1))
+            worst = sorted(zip(out["nme"], [n for n, f in detected.items() if f is not None]), reverse=True)[:5]
+    print("worst photos (2 passes, 5 starts): " + ", ".join(f"{n} {v:.1f}%" for v, n in worst))
+    print(f"mean signed error (x, y) over all points: ({bias[0]:+.2f}, {bias[1]:+.2f}) px\n")
+
+    rng = np.random.default_rng(0)
+    boxes = {n: perturbed_boxes(f.box, args.draws, rng) for n, f in detected.items() if f is not None}
+    for starts in (1, 5):
+        predictor = Predictor(args.model, starts=starts)
+        start = time.perf_counter()
+        faces, truths = [], []
+        for name, drawn in boxes.items():
+            faces += predictor.predict_boxes(photos[name], drawn, order="bgr")
+            truths += [truth[name]] * len(drawn)
+        row(f"perturbed boxes (+-25 % shift, +-20 % scale), {starts} starts", faces, truths, layout,
+            time.perf_counter() - start, len(truths))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ dlib counts pixels from 0, the photos' labels (and kplab) from 1: dlib's raw poi
 up-left, so both forms are printed (raw, and shifted by +1 px in x and y).
 
 Speed: the landmark stage alone on one thread, batch 1 (dlib's predictor on a found box; kplab's model on
-one 96x96 crop in ONNX Runtime), median of repeated calls after warm-up.
+one 96x96 crop in ONNX Runtime, float and, where the model ships one, its int8 file), median of
+repeated calls after warm-up.
 
 Setup (not part of `make test`): `.venv/bin/pip install dlib-bin face-recognition-models`
 (dlib-bin is a prebuilt dlib; `pip install dlib` builds it from source, about 20 minutes here).
@@ -28,8 +29,8 @@ from kplab.faces.annotations import read_photo_csv
 from kplab.faces.images import read_image
 from kplab.faces.layout import HALF, IBUG68, KAGGLE15, convert_points
 from kplab.faces.metrics import per_image_nme, per_region_table
-from kplab.faces.predict import Predictor
-from kplab.faces.speed import median_seconds
+from kplab.faces.predict import Predictor, resolve_model
+from kplab.faces.speed import INT8_FILE, median_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 REGIONS = ("jaw", "brows", "nose", "eyes", "mouth", "all")
@@ -103,9 +104,11 @@ def main():
 
     dlib_found, dlib_ms = run_dlib(photos, truth)
     ours, ours_ms = run_kplab(args.model, photos, truth)
+    int8_file = resolve_model(args.model) / INT8_FILE
+    int8, int8_ms = run_kplab(int8_file, photos, truth) if int8_file.is_file() else ({}, None)
     rows = [("dlib 68 (raw, 0-based)", dlib_found),
             ("dlib 68 (+1 px: 1-based)", {n: p + 1.0 for n, p in dlib_found.items()}),
-            (f"kplab {args.model}", ours)]
+            (f"kplab {args.model}", ours)] + ([(f"kplab {args.model}, int8 ONNX", int8)] if int8 else [])
     print(f"40 photos, 68 points; NME_io % (outer eye corners) over the faces each tool found\n")
     print(f"{'tool':<26} {'found':>6} " + " ".join(f"{r:>6}" for r in REGIONS))
     for label, found in rows:
@@ -127,7 +130,7 @@ def main():
         print(f"  {label:<30} {len(names):>3}/40  mean {nme.mean():.2f}  median {np.median(nme):.2f}  max {nme.max():.2f}")
 
     print(f"\nlandmarks alone, one thread, batch 1 (median): dlib shape predictor {dlib_ms:.3f} ms/face, "
-          f"kplab ONNX Runtime {ours_ms:.3f} ms/face")
+          f"kplab ONNX Runtime {ours_ms:.3f} ms/face" + (f", int8 {int8_ms:.3f} ms/face" if int8_ms else ""))
 
 
 if __name__ == "__main__":

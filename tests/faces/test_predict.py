@@ -155,7 +155,7 @@ def test_csv_rows_carry_the_json_records_and_ready_crops_have_no_score(tiny_mode
     for no_detect in (False, True):
         record = json.loads(out["json", no_detect])
         row = next(csv.DictReader(out["csv", no_detect].splitlines()))
-        columns = ["file", "frame", "face", "x0", "y0", "x1", "y1", "score"] + [
+        columns = ["file", "frame", "face", "x0", "y0", "x1", "y1", "score", "quality"] + [
             f"{n}_{axis}" for n in KAGGLE15.names for axis in ("x", "y")]
         assert list(row) == columns and row["file"] == record["file"] and row["frame"] == ""
         assert [float(row[c]) for c in ("x0", "y0", "x1", "y1")] == record["box"]
@@ -163,8 +163,10 @@ def test_csv_rows_carry_the_json_records_and_ready_crops_have_no_score(tiny_mode
             record["keypoints"].values())
         if no_detect:
             assert record["score"] is None and row["score"] == ""
+            assert record["quality"] is None and row["quality"] == ""
         else:
             assert record["score"] > 0 and float(row["score"]) == record["score"]
+            assert 0 <= record["quality"] <= 1 and float(row["quality"]) == record["quality"]
 
 
 def test_min_score_drops_detections_scored_below_it(tiny_model_dir, detectable_face):
@@ -183,3 +185,56 @@ def test_model_arguments_resolve_or_say_what_is_missing(tmp_path):
         resolve_model(tmp_path / "nope")
     path = resolve_model("default")  # the package ships it
     assert path.parts[-2:] == ("models", "faces-default") and (path / "model.json").is_file()
+
+
+def test_agreeing_fits_keep_the_framings_that_found_the_same_face():
+    from kplab.faces.predict import AGREEMENT, agreeing_fits
+
+    eyes_mouth = np.array([[60.0, 40.0], [30.0, 40.0], [45.0, 70.0]])  # eye distance 30 px
+    fits = np.repeat(eyes_mouth[None, None], 5, axis=1)  # (1, 5, 3, 2): five framings, one face
+    fits[0, 1] += (0.6, 0.0)  # 2 % of the eye distance
+    fits[0, 4] += (9.0, 12.0)  # 15 px = 50 %: a framing that wandered off
+    kept, disagreement = agreeing_fits(fits)
+    assert kept.tolist() == [[True, True, True, True, False]]
+    # deviations from the per-point median (the unmoved shape): 0, 0.6/30, 0, 0, 15/30 -> median 0
+    np.testing.assert_allclose(disagreement, [0.0])
+    fits[0, 3] += (0.0, 30.0)  # a second framing wanders: three of five still agree
+    kept, disagreement = agreeing_fits(fits)
+    assert kept.tolist() == [[True, True, True, False, False]]
+    np.testing.assert_allclose(disagreement, [0.6 / 30])  # median of 0, 0.02, 0, 1.0, 0.5
+    fits[0, 1] += (1.2 * AGREEMENT * 30 - 0.6, 0.0)  # just past the agreement radius
+    assert agreeing_fits(fits)[0].tolist() == [[True, False, True, False, False]]
+
+
+def test_start_boxes_move_and_scale_about_the_centre():
+    from kplab.faces.predict import _start_boxes
+
+    box = np.array([[10.0, 20.0, 110.0, 220.0]])  # 100 x 200
+    starts = np.array([[0.0, 0.0, 1.0], [0.1, -0.2, 1.0], [0.0, 0.0, 0.5]])
+    np.testing.assert_allclose(_start_boxes(box, starts), [[10, 20, 110, 220], [20, -20, 120, 180],
+                                                           [35, 70, 85, 170]])
+
+
+@pytest.mark.real
+def test_quality_separates_faces_framed_off_the_face_from_good_fits(shared_data):
+    """Boxes moved one box width off the face (onto background, shoulder or hair) give fits whose
+    framings disagree; the detector's own boxes give fits whose framings agree (68-point model)."""
+    from kplab.faces.annotations import read_photo_csv
+    from kplab.faces.images import read_image
+
+    folder = shared_data / "faces" / "photos"
+    predictor = Predictor("faces68")
+    annotations, _ = read_photo_csv(folder / "keypoints68.csv")
+    good, moved = [], []
+    for a in annotations[::4]:  # 10 photos
+        image = read_image(a.photo)
+        centre = a.points.mean(0)
+        face = next(f for f in predictor.predict_images([image])[0]
+                    if f.box[0] <= centre[0] <= f.box[2] and f.box[1] <= centre[1] <= f.box[3])
+        good.append(face.quality)
+        width = face.box[2] - face.box[0]
+        off = [face.box + np.array([dx, dy, dx, dy]) * width for dx, dy in ((1, 0), (-1, 0), (0, 1))]
+        moved += [f.quality for f in predictor.predict_boxes(image, np.array(off), order="bgr")]
+    assert min(good) > 0.5 > 0.2 > max(moved), (good, moved)
+    kept = Predictor("faces68", min_quality=0.5).predict_boxes(image, np.array([face.box, *off]), order="bgr")
+    assert len(kept) == 1 and kept[0].quality > 0.5

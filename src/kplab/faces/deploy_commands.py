@@ -21,7 +21,8 @@ class _Records:
         self.count = 0
         if fmt == "csv":
             self.csv = csv.writer(self.stream)
-            self.csv.writerow(["file", "frame", "face", "x0", "y0", "x1", "y1", "score", *layout.csv_columns()])
+            self.csv.writerow(["file", "frame", "face", "x0", "y0", "x1", "y1", "score", "quality",
+                               *layout.csv_columns()])
 
     def write(self, result) -> None:
         for i, face in enumerate(result.faces):
@@ -32,6 +33,7 @@ class _Records:
             else:
                 self.csv.writerow([result.source, "" if result.frame is None else result.frame, i, *d["box"],
                                    "" if d["score"] is None else d["score"],
+                                   "" if d["quality"] is None else d["quality"],
                                    *[v for n in self.names for v in d["keypoints"][n]]])
             self.count += 1
 
@@ -83,13 +85,19 @@ def _runs(items):
 @click.option("--min-score", type=float, default=0.0,
               help="drop detections the face detector scores below this (half of real faces score over 6.7, "
                    "1.7 % under 1.5)")
+@click.option("--starts", type=int, default=5,
+              help="first-pass framings per face (1-5); the refined fits that agree are averaged, and their "
+                   "agreement is the face's quality")
+@click.option("--min-quality", type=float, default=0.0,
+              help="drop faces whose fit quality is below this (0-1; 1 = every framing agreed; a face "
+                   "the framings disagree on by 10 % of the eye distance scores 0)")
 @click.option("--layout", default=None,
               help="answer in this layout, derived from the model's (kaggle15 from a 68-point model)  "
                    "[default: the model's]")
 @click.option("--batch-size", type=int, default=256)
 @click.option("--threads", type=int, default=None, help="CPU threads for the model (default: the runtime's)")
 def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff, beta, passes, min_score,
-            layout, batch_size, threads):
+            starts, min_quality, layout, batch_size, threads):
     """Facial keypoints for photos, folders of photos and videos (INPUT...), in original pixels.
 
     MODEL is a model directory, an exported .onnx file or a shipped model: `default` (15 points) or
@@ -110,7 +118,8 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
     for problem in problems:
         say(f"skipped: {problem}")
     predictor = Predictor(model, backend=backend, tta=tta, detect=not no_detect, passes=passes,
-                          batch_size=batch_size, threads=threads, min_score=min_score, layout=layout)
+                          batch_size=batch_size, threads=threads, min_score=min_score, layout=layout,
+                          starts=starts, min_quality=min_quality)
     out_dir = Path(out) if out else None
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)

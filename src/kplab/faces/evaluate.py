@@ -107,9 +107,9 @@ def evaluation_report(model, faces: FaceSet, out: str | Path, tta: bool = False)
         shown = np.where(mask[idx, :, None], target[idx], np.nan)  # missing points are not drawn
         report.plot_face_grid(faces.images[idx], pred[idx], shown, layout, out / f"{name}.png",
                               titles=[titles[i] for i in idx])
-    summary = format_table([{"metric": k, "value": v} for k, v in metrics.items() if k != "regions"],
+    summary = format_table([{"metric": k, "value": v} for k, v in metrics.items() if k not in ("regions", "layout")],
                            ["metric", "value"])
-    text = (f"{faces.source}: {len(faces)} faces{' (flip TTA)' if tta else ''}\n{summary}\n\n"
+    text = (f"{faces.source}: {len(faces)} faces, layout {layout.name}{' (flip TTA)' if tta else ''}\n{summary}\n\n"
             f"{format_table(regions, list(regions[0]))}\n\n"
             f"{format_table(rows, list(rows[0]))}\n\nfigures and tables in {out}")
     return metrics, text

@@ -23,12 +23,22 @@ from kplab.faces.export import OnnxModule
 from kplab.faces.images import IMAGE_EXTENSIONS, read_image, to_bgr8, to_grey
 from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, get_layout, to_pixels
 
-# Models shipped inside the package (kplab/models/NAME), by the names commands accept.
-SHIPPED_MODELS = {"default": "faces-default", "faces-default": "faces-default", "faces68": "faces68"}
+# Models shipped inside the package (kplab/models/...), by the names commands accept: model directories,
+# and the 68-point model's int8 ONNX file (same accuracy, about 3x faster on one CPU thread).
+SHIPPED_MODELS = {"default": "faces-default", "faces-default": "faces-default", "faces68": "faces68",
+                  "faces68-int8": "faces68/model-int8.onnx"}
 BACKENDS = ("torch", "onnx")
 # Photos are read and detected in chunks of at most this many pixels (about 100 MB as BGR), so a
 # folder of large photos never sits in memory at once; small crops still fill whole model batches.
 MAX_CHUNK_PIXELS = 2 ** 25
+# First-pass framings tried per detected face, as (dx, dy, scale) of the box: shifts in box widths and
+# heights. A detector box that cuts off part of a turned face leaves some of them well placed, and
+# their refined fits agree where the others wander (bench/faces_photos.py measures the effect).
+STARTS = ((0.0, 0.0, 1.0), (-0.15, 0.0, 1.0), (0.15, 0.0, 1.0), (0.0, -0.15, 1.0), (0.0, 0.15, 1.0))
+# Refined framings agree when their eyes and mouth lie within this share of the eye distance of the
+# consensus (their median); quality falls from 1 (all agree exactly) to 0 at QUALITY_SCALE.
+AGREEMENT = 0.05
+QUALITY_SCALE = 0.10
 
 
 def shipped_model(model: str | Path) -> str | None:
@@ -41,8 +51,8 @@ def resolve_model(model: str | Path) -> Path:
     name = shipped_model(model)
     if name is not None:
         path = Path(str(resources.files("kplab") / "models" / name))
-        if not (path / "model.json").is_file():
-            raise CheckpointError(f"the shipped model {model!r} is not installed ({path} has no model.json); "
+        if not (path.is_file() or (path / "model.json").is_file()):
+            raise CheckpointError(f"the shipped model {model!r} is not installed ({path} is missing); "
                                   "pass a model directory from `kplab train`")
         return path
     path = Path(model)
@@ -57,7 +67,7 @@ def report_dir(model: str | Path) -> Path:
     (inside the installed package) or an .onnx file, a folder `eval-NAME` in the current folder."""
     name = shipped_model(model)
     if name is not None:
-        return Path(f"eval-{name}")
+        return Path(f"eval-{Path(name).parent.name or name}" if name.endswith(".onnx") else f"eval-{name}")
     path = Path(model)
     return Path(f"eval-{path.stem}") if path.suffix == ".onnx" else path / "eval"
 
@@ -85,6 +95,7 @@ class Face:
     names: tuple[str, ...]
     affine: np.ndarray = field(repr=False)  # (2, 3)
     score: float | None = None
+    quality: float | None = None  # 1: every framing of the face agreed; 0: they disagree by 10 % of the eye distance
 
     def __getitem__(self, name: str) -> tuple[float, float]:
         x, y = self.keypoints[self.names.index(name)]
@@ -93,6 +104,7 @@ class Face:
     def to_dict(self, decimals: int = 2) -> dict:
         return {"box": [round(float(v), decimals) for v in self.box],
                 "score": None if self.score is None else round(float(self.score), decimals),
+                "quality": None if self.quality is None else round(float(self.quality), decimals),
                 "keypoints": {n: [round(float(x), decimals), round(float(y), decimals)]
                               for n, (x, y) in zip(self.names, self.keypoints)}}
 
@@ -118,6 +130,9 @@ class Predictor:
     passes: framing passes per face; pass 2 and later re-frame on the previous pass's eyes and mouth.
     min_score: drop detections whose detector score is below this (0 keeps all; see
       HaarFaceDetector.detect_with_scores for what scores real faces get).
+    starts: first-pass framings per detected face (STARTS); their refined fits that agree are averaged,
+      and their disagreement gives each face a `quality` from 0 (a failed fit) to 1.
+    min_quality: drop faces whose quality is below this (0 keeps all).
     threads: ONNX Runtime intra-op threads (torch uses torch.set_num_threads, a process setting).
     layout: answer in this layout's points instead of the model's, where the model's layout derives
       it (a 68-point model answers in the 15 Kaggle points with layout="kaggle15").
@@ -126,16 +141,17 @@ class Predictor:
 
     def __init__(self, model: str | Path = "default", backend: str | None = None, tta: bool = False,
                  detect: bool = True, passes: int = 2, batch_size: int = 256, threads: int | None = None,
-                 min_score: float = 0.0, layout: str | Layout | None = None):
-        if passes < 1 or batch_size < 1:
-            raise KplabError("passes and batch_size must be at least 1")
+                 min_score: float = 0.0, layout: str | Layout | None = None, starts: int = len(STARTS),
+                 min_quality: float = 0.0):
+        if passes < 1 or batch_size < 1 or not 1 <= starts <= len(STARTS):
+            raise KplabError(f"passes and batch_size must be at least 1, starts from 1 to {len(STARTS)}")
         self.module, self.layout, framing_shape, self.metadata = load_any_model(model, backend, threads)
         self.backend = "onnx" if isinstance(self.module, OnnxModule) else "torch"
         self.output_layout = self.layout if layout is None else (
             layout if isinstance(layout, Layout) else get_layout(layout))
         self.to_output = self.layout.converter(self.output_layout)  # (K_out, K): raises if not derivable
         self.tta, self.detect, self.passes, self.batch_size = tta, detect, passes, batch_size
-        self.min_score = min_score
+        self.min_score, self.starts, self.min_quality = min_score, starts, min_quality
         self.detector = HaarFaceDetector() if detect else None
         self.framing = None
         if detect:
@@ -188,29 +204,60 @@ class Predictor:
     def predict_images(self, images: list[np.ndarray]) -> list[list[Face]]:
         """Faces for each of several uint8 BGR images, all crops of all images batched together."""
         greys = [to_grey(im) for im in images]
-        if self.detect:
-            found = [self.detector.detect_with_scores(g) for g in greys]
-            boxes = [b[s >= self.min_score] for b, s in found]  # each (F_i, 4)
-            scores = [s[s >= self.min_score] for _, s in found]
-            affines = [self.framing.from_boxes(b) for b in boxes]  # each (F_i, 2, 3)
-        else:
+        if not self.detect:
             boxes = [np.array([[0, 0, g.shape[1], g.shape[0]]], np.float64) + (PIXEL_CENTRE - 0.5) for g in greys]
-            scores = [[None] for _ in greys]
             affines = [whole_image_affine(*g.shape)[None] for g in greys]
-        counts = [len(b) for b in boxes]
+            points = self._passes(greys, affines, passes=1)[0]
+            return [[Face(b[0], self.to_output @ p[0], self.output_layout.names, a[0])]
+                    for b, p, a in zip(boxes, points, affines)]
+        found = [self.detector.detect_with_scores(g) for g in greys]
+        boxes = [b[s >= self.min_score] for b, s in found]  # each (F_i, 4)
+        scores = [s[s >= self.min_score] for _, s in found]
+        return self._fit(greys, boxes, scores)
+
+    def predict_boxes(self, image, boxes, order: str = "rgb") -> list[Face]:
+        """Faces for face boxes (F, 4) [x0, y0, x1, y1] found by a detector of your own, in one picture (a
+        path or an array, as `predict` takes); the boxes are framed like the Haar detector's."""
+        bgr = read_image(image) if isinstance(image, (str, Path)) else to_bgr8(np.asarray(image), order=order)
+        if self.framing is None:
+            raise KplabError("predict_boxes needs a Predictor with detect=True (it frames faces from boxes)")
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        return self._fit([to_grey(bgr)], [boxes], [np.full(len(boxes), np.nan)])[0]
+
+    def _fit(self, greys: list[np.ndarray], boxes: list[np.ndarray], scores: list[np.ndarray]) -> list[list[Face]]:
+        """Frame every box from several first-pass framings (STARTS), refine each by re-framing on its own
+        predicted eyes and mouth, and keep the framings that agree: their mean is the face's keypoints,
+        their disagreement its quality."""
+        starts = np.asarray(STARTS[:self.starts])  # (S, 3)
+        affines = [self.framing.from_boxes(_start_boxes(b, starts)) for b in boxes]  # each (F_i * S, 2, 3)
+        points, affines = self._passes(greys, affines, self.passes)
+        faces = []
+        for b, sc, p, a in zip(boxes, scores, points, affines):
+            p = p.reshape(len(b), len(starts), *p.shape[1:])  # (F, S, K, 2)
+            a = a.reshape(len(b), len(starts), 2, 3)
+            kept, disagreement = agreeing_fits(np.einsum("mk,fskc->fsmc", self.framing.weights, p))
+            mean = (p * kept[..., None, None]).sum(1) / kept.sum(1)[:, None, None]  # (F, K, 2)
+            best = np.argmax(kept, axis=1)  # a kept framing, for the record
+            quality = np.clip(1.0 - disagreement / QUALITY_SCALE, 0.0, 1.0)  # (F,)
+            faces.append([Face(box, self.to_output @ pts, self.output_layout.names, a[f, best[f]],
+                               None if np.isnan(score) else float(score), float(q))
+                          for f, (box, pts, score, q) in enumerate(zip(b, mean, sc, quality))
+                          if q >= self.min_quality])
+        return faces
+
+    def _passes(self, greys, affines, passes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Run `passes` framing passes; returns per image the photo points (F_i, K, 2) of the last pass and
+        the affines that framed it. Pass 2 and later re-frame each face on its previous prediction."""
+        counts = [len(a) for a in affines]
         if sum(counts) == 0:
-            return [[] for _ in images]
-        for _ in range(self.passes if self.detect else 1):
+            return [np.zeros((0, self.layout.n_points, 2)) for _ in greys], affines
+        for i in range(passes):
             crops = np.concatenate([crop_faces(g, a) for g, a in zip(greys, affines) if len(a)])
             points = uncrop_points(self.predict_crops(crops), np.concatenate(affines))  # (F, K, 2) photo px
             per_image = np.split(points, np.cumsum(counts)[:-1])
-            last_affines = affines
-            if self.detect:
+            if i < passes - 1:
                 affines = [_reframe(self.framing, p, a) for p, a in zip(per_image, affines)]
-        answers = [self.to_output @ p for p in per_image]  # each (F_i, K_out, 2)
-        return [[Face(box, pts, self.output_layout.names, a, None if sc is None else float(sc))
-                 for box, pts, a, sc in zip(b, p, aa, ss)]
-                for b, p, aa, ss in zip(boxes, answers, last_affines, scores)]
+        return per_image, affines
 
     def predict_files(self, paths: Iterable[str | Path]) -> Iterator[Result]:
         """One Result per file, in order; unreadable files give a Result with `error` set. Files are
@@ -237,6 +284,29 @@ class Predictor:
         for r, faces in zip(readable, self.predict_images([r.image for r in readable]) if readable else []):
             r.faces = faces
         return chunk
+
+
+def _start_boxes(boxes: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Boxes (F, 4) -> the start boxes (F * S, 4): each box moved and scaled about its centre per start."""
+    size = boxes[:, 2:] - boxes[:, :2]  # (F, 2)
+    centre = (boxes[:, None, :2] + boxes[:, None, 2:]) / 2 + starts[None, :, :2] * size[:, None]  # (F, S, 2)
+    half = size[:, None] * starts[None, :, 2:] / 2  # (F, S, 2)
+    return np.concatenate([centre - half, centre + half], -1).reshape(-1, 4)
+
+
+def agreeing_fits(framing_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(kept (F, S) bool, disagreement (F,)) for the refined eyes and mouth (F, S, M, 2) of S framings per face.
+
+    Each framing's deviation is the mean distance of its points from the per-point median over framings,
+    in units of the median's eye distance (the first two framing points are the eye centres); a framing
+    is kept when it deviates by at most AGREEMENT (the closest one is always kept). The disagreement is
+    the median deviation: small when most framings found the same face."""
+    median = np.median(framing_points, axis=1)  # (F, M, 2)
+    eyes = np.linalg.norm(median[:, 0] - median[:, 1], axis=-1)  # (F,)
+    deviation = np.linalg.norm(framing_points - median[:, None], axis=-1).mean(-1) / np.maximum(eyes, 1e-9)[:, None]
+    kept = deviation <= AGREEMENT
+    kept[np.arange(len(kept)), deviation.argmin(1)] = True
+    return kept, np.median(deviation, axis=1)
 
 
 # A re-framing that changes a face's scale by more than this factor means the previous pass's

@@ -24,6 +24,8 @@ from torch import nn
 
 from kplab.faces.layout import IMAGE_SIZE
 
+INT8_FILE = "model-int8.onnx"  # `kplab export DIR --quantize int8` writes it beside the weights
+
 
 def count_macs(model: nn.Module) -> int:
     """Multiply-accumulates of Conv2d and Linear layers for one face (hooks on a batch-1 forward).
@@ -111,7 +113,13 @@ def measure(model: str | Path, threads: int = 2, photos: list[np.ndarray] | None
     onnx_ms, onnx_fps = latency_and_throughput(session.run, lambda n: images(n).contiguous().numpy(),
                                                repeats_b1, repeats_b256)
     result.update(onnx_file_mb=len(onnx_bytes) / 1e6, threads=threads, onnx_ms_b1=onnx_ms, onnx_fps_b256=onnx_fps,
-                  onnx_exporter=exporter, photos_per_s=None, n_photos=0)
+                  onnx_exporter=exporter, int8_ms_b1=None, int8_fps_b256=None, photos_per_s=None, n_photos=0)
+    int8 = model / INT8_FILE if model.is_dir() else None
+    if int8 is not None and int8.is_file():  # an int8 export shipped beside the weights is measured too
+        quantised = OnnxModule(int8, threads=threads)
+        int8_ms, int8_fps = latency_and_throughput(quantised.run, lambda n: images(n).contiguous().numpy(),
+                                                   repeats_b1, repeats_b256)
+        result.update(int8_ms_b1=int8_ms, int8_fps_b256=int8_fps)
     if photos:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
@@ -137,6 +145,8 @@ def format_report(r: dict) -> str:
         "runtime            latency b=1 (ms/face)   throughput b=256 (faces/s)",
         f"torch eager        {num('torch_ms_b1', '.3f'):>21}   {num('torch_fps_b256', ',.0f'):>26}",
         f"ONNX Runtime       {r['onnx_ms_b1']:>21.3f}   {r['onnx_fps_b256']:>26,.0f}",
+        *([f"ONNX Runtime int8  {r['int8_ms_b1']:>21.3f}   {r['int8_fps_b256']:>26,.0f}   ({INT8_FILE})"]
+          if r.get("int8_ms_b1") is not None else []),
         "",
         f"median of repeated runs after warm-up; ONNX via the {r['onnx_exporter']} exporter",
     ]
