@@ -168,7 +168,7 @@ def test_first_pass_framing_on_real_photos_is_close_to_the_training_framing(shar
         inside = [b for b in boxes if b[0] <= mid[0] <= b[2] and b[1] <= mid[1] <= b[3]]
         assert inside, f"{path.name}: no box around the face"
         in_crop = apply_affine(truth[None], framing.from_boxes(np.array(inside[:1])))[0]
-        errors.append(np.linalg.norm(in_crop[framing.index] - framing.target, axis=1).mean())
+        errors.append(np.linalg.norm(framing.weights @ in_crop - framing.target, axis=1).mean())
     # Crop pixels (the training crop's eye distance is about 48 px): loose but clearly on the face.
     assert np.median(errors) < 6.0 and max(errors) < 16.0
 
