@@ -2,7 +2,7 @@
 
 dlib runs as its users run it: its HOG frontal-face detector (upsampled once) and the
 `shape_predictor_68_face_landmarks.dat` that the `face-recognition-models` package ships. kplab runs
-`Predictor(MODEL)` (Haar detector, two framing passes, ONNX Runtime). Each face is matched to the truth
+`Predictor(MODEL)` (Haar detector, nine framings refined over three passes, ONNX Runtime). Each face is matched to the truth
 by its box; NME_io is the mean point error over the outer-eye-corner distance (iBUG points 37 and 46,
 1-based) of the truth, over the faces each tool found.
 

@@ -139,7 +139,7 @@ def test_python_api_takes_paths_and_arrays_and_names_the_points(tiny_model_dir, 
     assert face["nose_tip"] == tuple(face.keypoints[KAGGLE15.index("nose_tip")])
     record = face.to_dict()
     assert list(record["keypoints"]) == list(KAGGLE15.names) and len(record["box"]) == 4
-    assert predictor.forward_calls == 4 * 2  # four pictures, two framing passes each
+    assert predictor.forward_calls == 4 * 3  # four pictures, three framing passes each
 
 
 def test_csv_rows_carry_the_json_records_and_ready_crops_have_no_score(tiny_model_dir, detectable_face, tmp_path):
@@ -193,17 +193,19 @@ def test_agreeing_fits_keep_the_framings_that_found_the_same_face():
     eyes_mouth = np.array([[60.0, 40.0], [30.0, 40.0], [45.0, 70.0]])  # eye distance 30 px
     fits = np.repeat(eyes_mouth[None, None], 5, axis=1)  # (1, 5, 3, 2): five framings, one face
     fits[0, 1] += (0.6, 0.0)  # 2 % of the eye distance
-    fits[0, 4] += (9.0, 12.0)  # 15 px = 50 %: a framing that wandered off
-    kept, disagreement = agreeing_fits(fits)
-    assert kept.tolist() == [[True, True, True, True, False]]
-    # deviations from the per-point median (the unmoved shape): 0, 0.6/30, 0, 0, 15/30 -> median 0
-    np.testing.assert_allclose(disagreement, [0.0])
-    fits[0, 3] += (0.0, 30.0)  # a second framing wanders: three of five still agree
+    fits[0, 3] += (0.0, 30.0)  # two framings that wandered off, in different directions
+    fits[0, 4] += (9.0, 12.0)  # 15 px = 50 %
     kept, disagreement = agreeing_fits(fits)
     assert kept.tolist() == [[True, True, True, False, False]]
-    np.testing.assert_allclose(disagreement, [0.6 / 30])  # median of 0, 0.02, 0, 1.0, 0.5
-    fits[0, 1] += (1.2 * AGREEMENT * 30 - 0.6, 0.0)  # just past the agreement radius
+    # the centre is fit 0 (first of those three with the most agreeing fits); distances from it:
+    # 0, 0.02, 0, 1.0, 0.5 -> median 0.02
+    np.testing.assert_allclose(disagreement, [0.6 / 30])
+    fits[0, 1] += (1.2 * AGREEMENT * 30 - 0.6, 0.0)  # just past the agreement radius of fits 0 and 2
     assert agreeing_fits(fits)[0].tolist() == [[True, False, True, False, False]]
+    # a minority that agrees loses to a majority that agrees, wherever the median falls
+    fits = np.repeat(eyes_mouth[None, None], 5, axis=1)
+    fits[0, :2] += (15.0, 0.0)
+    assert agreeing_fits(fits)[0].tolist() == [[False, False, True, True, True]]
 
 
 def test_start_boxes_move_and_scale_about_the_centre():
@@ -217,24 +219,29 @@ def test_start_boxes_move_and_scale_about_the_centre():
 
 @pytest.mark.real
 def test_quality_separates_faces_framed_off_the_face_from_good_fits(shared_data):
-    """Boxes moved one box width off the face (onto background, shoulder or hair) give fits whose
-    framings disagree; the detector's own boxes give fits whose framings agree (68-point model)."""
+    """Boxes moved 1 to 1.5 box widths off the face (onto background, shoulder or hair) mostly give fits
+    that miss the face and whose framings disagree; the detector's own boxes give good fits whose
+    framings agree (68-point model, 10 photos). Judged by each fit's real error, not by where its box was."""
     from kplab.faces.annotations import read_photo_csv
     from kplab.faces.images import read_image
+    from kplab.faces.layout import IBUG68
+    from kplab.faces.metrics import per_image_nme
 
     folder = shared_data / "faces" / "photos"
     predictor = Predictor("faces68")
     annotations, _ = read_photo_csv(folder / "keypoints68.csv")
-    good, moved = [], []
-    for a in annotations[::4]:  # 10 photos
+    good, failed = [], []
+    for a in annotations[::4]:
         image = read_image(a.photo)
         centre = a.points.mean(0)
         face = next(f for f in predictor.predict_images([image])[0]
                     if f.box[0] <= centre[0] <= f.box[2] and f.box[1] <= centre[1] <= f.box[3])
-        good.append(face.quality)
         width = face.box[2] - face.box[0]
-        off = [face.box + np.array([dx, dy, dx, dy]) * width for dx, dy in ((1, 0), (-1, 0), (0, 1))]
-        moved += [f.quality for f in predictor.predict_boxes(image, np.array(off), order="bgr")]
-    assert min(good) > 0.5 > 0.2 > max(moved), (good, moved)
-    kept = Predictor("faces68", min_quality=0.5).predict_boxes(image, np.array([face.box, *off]), order="bgr")
-    assert len(kept) == 1 and kept[0].quality > 0.5
+        off = [face.box + np.array([dx, dy, dx, dy]) * width for dx, dy in ((1, 0), (-1, 0), (0, 1), (1.5, 0))]
+        for fit in [face] + predictor.predict_boxes(image, np.array(off), order="bgr"):
+            nme = per_image_nme(fit.keypoints[None], a.points[None], IBUG68)[0]
+            (good if nme < 0.07 else failed if nme > 0.10 else []).append(fit.quality)
+    assert len(good) >= 8 and len(failed) >= 20
+    assert min(good) > 0.7 and np.mean(failed) < 0.3 and np.mean(np.array(failed) > 0.7) < 0.05, (good, failed)
+    kept = Predictor("faces68", min_quality=0.7).predict_boxes(image, np.array([face.box, *off]), order="bgr")
+    assert all(per_image_nme(f.keypoints[None], a.points[None], IBUG68)[0] < 0.10 for f in kept)

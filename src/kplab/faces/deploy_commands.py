@@ -81,16 +81,17 @@ def _runs(items):
               help="--smooth: cutoff at rest in Hz (lower = less jitter)")
 @click.option("--beta", type=float, default=SMOOTH_DEFAULTS["beta"],
               help="--smooth: cutoff growth per px/s of speed (higher = less lag)")
-@click.option("--passes", type=int, default=2, help="framing passes (2 = re-frame on predicted eyes and mouth)")
+@click.option("--passes", type=int, default=3,
+              help="framing passes (2 and more re-frame on the previous pass's predicted eyes and mouth)")
 @click.option("--min-score", type=float, default=0.0,
               help="drop detections the face detector scores below this (half of real faces score over 6.7, "
                    "1.7 % under 1.5)")
-@click.option("--starts", type=int, default=5,
-              help="first-pass framings per face (1-5); the refined fits that agree are averaged, and their "
-                   "agreement is the face's quality")
+@click.option("--starts", type=int, default=9,
+              help="first-pass framings per face (1-9: the detector box, then shifted by 20 %); the refined "
+                   "fits that agree are averaged, and their agreement is the face's quality")
 @click.option("--min-quality", type=float, default=0.0,
-              help="drop faces whose fit quality is below this (0-1; 1 = every framing agreed; a face "
-                   "the framings disagree on by 10 % of the eye distance scores 0)")
+              help="drop faces whose fit quality is below this (0-1; 1 = every framing agreed, 0 = the median "
+                   "framing ended half an eye distance away from the others)")
 @click.option("--layout", default=None,
               help="answer in this layout, derived from the model's (kaggle15 from a 68-point model)  "
                    "[default: the model's]")

@@ -6,7 +6,7 @@ Conventions (printed with the table):
   activations, softmax and interpolation are elementwise and left out.
 - latency (ms per face) = median over repeated single-face calls; throughput (faces/s) = 256 / median
   time of a batch of 256. Warm-up calls run first and are not counted. Threads are fixed and reported.
-- end to end (photos/s): detect + frame (2 passes) + crop + predict on decoded photos, ONNX backend,
+- end to end (photos/s): detect + frame (Predictor's defaults) + crop + predict on decoded photos, ONNX backend,
   median over repeats of the whole folder.
 """
 
@@ -151,6 +151,6 @@ def format_report(r: dict) -> str:
         f"median of repeated runs after warm-up; ONNX via the {r['onnx_exporter']} exporter",
     ]
     if r["photos_per_s"] is not None:
-        lines.append(f"end to end          {r['photos_per_s']:.1f} photos/s (detect + 2-pass framing + crop + "
+        lines.append(f"end to end          {r['photos_per_s']:.1f} photos/s (detect + framing + crop + "
                      f"predict, ONNX, {r['n_photos']} photos)")
     return "\n".join(lines)
