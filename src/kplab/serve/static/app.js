@@ -36,6 +36,8 @@ async function loadModel() {
     `JPEG, PNG, BMP, TIFF, WebP · up to ${(m.limits.max_bytes / 1e6).toFixed(0)} MB and ` +
     `${(m.limits.max_pixels / 1e6).toFixed(0)} megapixels`;
   $("api-url").textContent = location.origin;
+  // Layouts without contour lines (the 15-point one) have nothing to toggle.
+  $("show-contours").parentElement.classList.toggle("hidden", m.contours.length === 0);
 }
 
 // ---- the API ----------------------------------------------------------------------------------
@@ -48,7 +50,11 @@ async function postImage(blob, params) {
   const rtt = performance.now() - started;
   let body;
   try { body = await response.json(); } catch (e) { body = { error: `HTTP ${response.status}` }; }
-  if (!response.ok) throw new Error(`${response.status}: ${body.error || "request failed"}`);
+  if (!response.ok) {
+    const error = new Error(`${response.status}: ${body.error || "request failed"}`);
+    error.body = body;
+    throw error;
+  }
   return { result: body, rtt };
 }
 
@@ -79,6 +85,7 @@ async function usePhoto(blob) {
 
 async function runPhoto() {
   if (!state.photo) return;
+  $("stage").dataset.state = "busy";
   setBusy(true);
   try {
     const { result, rtt } = await postImage(state.photo.blob, photoParams());
@@ -94,6 +101,9 @@ async function runPhoto() {
     setMessage(e.message, "error");
     state.result = null;
     state.drawn = [];
+    if (state.photo && !state.photo.bitmap) state.photo = null;  // nothing to show: the drop zone returns
+    $("json").innerHTML = highlightJson(formatJson(e.body || { error: e.message }));
+    setStats({});
     $("stage").dataset.state = "error";
     renderPhoto();
   } finally {
@@ -189,16 +199,15 @@ function drawFaces(ctx, faces, scale, dpr, mirrored = false) {
     }
     if (show("show-points")) {
       const r = Math.max(2.2, Math.min(4.5, size / 45)) * dpr;
-      for (const p of points) {
-        if (!p) continue;
-        ctx.beginPath();
-        ctx.arc(p[0], p[1], r + 1.2 * dpr, 0, 2 * Math.PI);
-        ctx.fillStyle = "rgba(10, 12, 16, 0.55)";
-        ctx.fill();
-        ctx.beginPath();
-        ctx.arc(p[0], p[1], r, 0, 2 * Math.PI);
-        ctx.fillStyle = COLORS.point;
-        ctx.fill();
+      // All dark rings first, then all dots: no ring covers a neighbouring dot.
+      for (const [radius, color] of [[r + 1.2 * dpr, "rgba(10, 12, 16, 0.55)"], [r, COLORS.point]]) {
+        ctx.fillStyle = color;
+        for (const p of points) {
+          if (!p) continue;
+          ctx.beginPath();
+          ctx.arc(p[0], p[1], radius, 0, 2 * Math.PI);
+          ctx.fill();
+        }
       }
     }
     if (show("show-labels") && !mirrored) {
@@ -260,6 +269,7 @@ async function startWebcam() {
   const video = $("video");
   video.srcObject = state.cam.stream;
   await video.play();
+  renderWebcam();
   Object.assign(state.cam, { running: true, tracks: [], frames: 0, times: [] });
   $("stage").dataset.state = "webcam";
   $("cam-toggle").textContent = "Stop webcam";
@@ -341,14 +351,21 @@ function smoothFaces(faces, t, toVideo) {
   return out;
 }
 
+// The video fits the stage as a photo does; the overlay canvas lies exactly on it.
 function renderWebcam() {
   const video = $("video");
   const overlay = $("overlay");
+  const stage = $("stage");
   const dpr = window.devicePixelRatio || 1;
-  const rect = video.getBoundingClientRect();
-  if (!video.videoWidth || !rect.width) return;
-  overlay.width = Math.round(rect.width * dpr);
-  overlay.height = Math.round(rect.height * dpr);
+  if (!video.videoWidth) return;
+  const fit = Math.min((stage.clientWidth - 24) / video.videoWidth, (stage.clientHeight - 24) / video.videoHeight);
+  const cssW = Math.round(video.videoWidth * fit), cssH = Math.round(video.videoHeight * fit);
+  for (const element of [video, overlay]) {
+    element.style.width = cssW + "px";
+    element.style.height = cssH + "px";
+  }
+  overlay.width = Math.round(cssW * dpr);
+  overlay.height = Math.round(cssH * dpr);
   const ctx = overlay.getContext("2d");
   ctx.clearRect(0, 0, overlay.width, overlay.height);
   const scale = overlay.width / video.videoWidth;
