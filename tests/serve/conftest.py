@@ -31,7 +31,7 @@ def free_port() -> int:
 class Server:
     """`kplab serve ARGS` on 127.0.0.1:PORT until stop(); `url`, `pid`, `log()` (its stderr so far)."""
 
-    def __init__(self, args: list[str], log_path: Path, timeout: float = 60.0):
+    def __init__(self, args: list[str], log_path: Path, timeout: float = 180.0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
