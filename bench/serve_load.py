@@ -3,7 +3,9 @@
 Starts `kplab serve MODEL` on a free loopback port (nothing else is ever contacted), warms it up with
 one pass over the photos, then runs N client threads, each with its own keep-alive connection,
 posting the photos round robin (raw bodies) until the time is up. Prints photos/s, latency
-percentiles, errors, the server's mean batch and its resident memory before and after the timed run.
+percentiles, errors, the server's mean batch, the server's CPU time per photo (all its threads; on
+a shared machine a steadier measure of its cost than wall time) and its resident memory before and
+after the timed run.
 `--compare` runs once without cross-request batching (--max-batch 1) and once with it.
 
 Usage: python bench/serve_load.py [MODEL] [--clients 8] [--seconds 60] [--compare] [--max-batch 8]
@@ -46,6 +48,15 @@ def free_port() -> int:
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process (all its threads) has used, in seconds."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def get_json(port: int, path: str) -> dict:
@@ -109,6 +120,7 @@ def run(model: str, backend: str, photos: list[bytes], clients: int, seconds: fl
             conn.close()
         before_stats = get_json(port, "/healthz")["batches"]
         rss_before = rss_mb(process.pid)
+        cpu_before = cpu_seconds(process.pid)
         latencies: list[float] = []
         errors: list[str] = []
         stop_at = time.monotonic() + seconds
@@ -121,6 +133,7 @@ def run(model: str, backend: str, photos: list[bytes], clients: int, seconds: fl
             t.join()
         wall = time.perf_counter() - started
         rss_after = rss_mb(process.pid)
+        cpu = cpu_seconds(process.pid) - cpu_before
         stats = get_json(port, "/healthz")["batches"]
     finally:
         process.send_signal(signal.SIGINT)
@@ -135,7 +148,8 @@ def run(model: str, backend: str, photos: list[bytes], clients: int, seconds: fl
             "p95_ms": float(np.percentile(lat, 95)) if len(lat) else None,
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None, "errors": len(errors),
             "first_errors": errors[:3], "mean_batch": jobs / batches if batches else 0.0,
-            "rss_before_mb": rss_before, "rss_after_mb": rss_after}
+            "rss_before_mb": rss_before, "rss_after_mb": rss_after,
+            "server_cpu_ms_per_photo": 1000 * cpu / len(latencies) if latencies else None}
 
 
 def main():
@@ -160,10 +174,10 @@ def main():
     print(f"kplab serve {args.model} ({args.backend}), {len(photos)} photos posted round robin by "
           f"{args.clients} clients for {args.seconds:g} s each run, loopback; max wait {args.max_wait_ms:g} ms")
     print(f"{'max batch':>9}  {'photos/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}  {'errors':>6}  "
-          f"{'mean batch':>10}  {'RSS before -> after (MB)':>24}")
+          f"{'mean batch':>10}  {'CPU ms/photo':>12}  {'RSS before -> after (MB)':>24}")
     for r in rows:
         print(f"{r['max_batch']:>9}  {r['photos_per_s']:>8.1f}  {r['p50_ms']:>7.1f}  {r['p95_ms']:>7.1f}  "
-              f"{r['p99_ms']:>7.1f}  {r['errors']:>6}  {r['mean_batch']:>10.2f}  "
+              f"{r['p99_ms']:>7.1f}  {r['errors']:>6}  {r['mean_batch']:>10.2f}  {r['server_cpu_ms_per_photo']:>12.1f}  "
               f"{r['rss_before_mb']:>11.1f} -> {r['rss_after_mb']:.1f} ({r['rss_after_mb'] - r['rss_before_mb']:+.1f})")
         for e in r["first_errors"]:
             print(f"           error: {e}")
