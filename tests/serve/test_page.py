@@ -159,6 +159,39 @@ def test_a_synthetic_face_and_a_bad_file(server, open_browser, synthetic_face, t
     driver.save_screenshot(str(screenshots / "error.png"))
 
 
+@pytest.mark.parametrize("orientation", [6, 3, 8])
+def test_a_jpeg_with_an_exif_turn_is_drawn_in_the_stored_pixels(server, open_browser, synthetic_face, tmp_path,
+                                                                orientation, screenshots):
+    """Browsers turn such a JPEG when they decode it; the server, like `kplab predict`, does not. The
+    page must show the stored pixels, or the points land on the wrong part of the picture."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "turned.jpg"
+    Image.fromarray(synthetic_face).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    api = httpx.post(f"{server.url}/v1/keypoints", content=path.read_bytes(), timeout=60).json()
+    assert len(api["faces"]) == 1
+    driver = open_browser()
+    open_page(driver, server)
+    assert upload(driver, path) == "photo"
+    assert driver.execute_script("return [state.photo.width, state.photo.height]") == [api["width"], api["height"]]
+    found, expected = drawn_dot_centres(driver, drawn_faces(driver), 1.0)
+    assert np.abs(found - expected).max() < 1.0
+    # ... and the canvas shows the stored pixels: a grid of samples matches the file, not a turned copy.
+    grid = [(x, y) for x in range(8, 352, 24) for y in range(8, 288, 24)]
+    shown = np.array(driver.execute_script("""
+        const c = document.getElementById('canvas'), s = parseFloat(c.dataset.scale), ctx = c.getContext('2d');
+        return arguments[0].map(([x, y]) =>
+            ctx.getImageData(Math.floor((x + 0.5) * s), Math.floor((y + 0.5) * s), 1, 1).data[1]);""", grid))
+    stored = np.array([int(synthetic_face[y, x]) for x, y in grid])
+    turned = np.array([int(synthetic_face[287 - y, 351 - x]) for x, y in grid])
+    assert np.median(np.abs(shown - stored)) < 6 < np.median(np.abs(turned - stored)), (shown, stored)
+    message = driver.execute_script("return document.getElementById('message').textContent")
+    assert f"EXIF orientation {orientation}" in message
+    driver.save_screenshot(str(screenshots / f"exif{orientation}.png"))
+
+
 def test_the_page_one_euro_filter_is_the_python_one(server, open_browser):
     rng = np.random.default_rng(0)
     samples = np.cumsum(rng.normal(0, 3, (60, 6)), axis=0) + rng.normal(0, 1, (60, 6))  # drifting, noisy
