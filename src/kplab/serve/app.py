@@ -84,7 +84,8 @@ def create_app(service: KeypointService, settings: ServeSettings = ServeSettings
         return FileResponse(STATIC / "index.html")
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "model": service.name, "pid": os.getpid(),
+        return JSONResponse({"status": "ok" if batcher.alive else "model thread stopped", "model": service.name,
+                             "pid": os.getpid(),
                              "uptime_s": round(time.time() - started_at, 1), "queue": batcher.waiting,
                              "forward_calls": service.predictor.forward_calls, "batches": batcher.stats.to_dict()})
 

@@ -66,6 +66,7 @@ class Batcher:
         self._queue: asyncio.Queue[Job] | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._arrived: asyncio.Event | None = None  # set while a batch waits for more jobs
 
     # -- lifecycle (inside the server's event loop) ------------------------------------------
     async def start(self) -> None:
@@ -85,6 +86,10 @@ class Batcher:
             self._executor.shutdown(wait=True)
 
     @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
     def waiting(self) -> int:
         return self._queue.qsize() if self._queue else 0
 
@@ -92,13 +97,15 @@ class Batcher:
     async def submit(self, payload: Any, key: Hashable = None) -> Any:
         """Queue one payload and wait for its result; QueueFull at once if the queue is full. If the
         awaiting task is cancelled (its client went away), the job is skipped when its batch forms."""
-        if self._queue is None:
-            raise RuntimeError("Batcher.start() was not called")
+        if not self.alive:
+            raise RuntimeError("the batcher is not running (start() not called, or stopped)")
         job = Job(payload, key, asyncio.get_running_loop().create_future())
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
             raise QueueFull(f"{self.max_queue} requests are already waiting for the model") from None
+        if self._arrived is not None:  # a batch is gathering: tell it
+            self._arrived.set()
         try:
             return await job.future
         finally:
@@ -106,46 +113,55 @@ class Batcher:
 
     # -- the consumer ---------------------------------------------------------------------------
     async def _consume(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._gather()
-            live = [j for j in batch if not j.future.done()]
-            self.stats.skipped += len(batch) - len(live)
-            for group in _groups(live):
-                started = time.perf_counter()
-                try:
-                    outcomes = await loop.run_in_executor(self._executor, self._run_group, group)
-                except Exception as e:  # noqa: BLE001 - the consumer must survive whatever a batch does
-                    log.exception("batch failed outside the model call")
-                    outcomes = [e] * len(group)
-                self.stats.busy_s += time.perf_counter() - started
-                self.stats.batches += 1
-                self.stats.jobs += len(group)
-                self.stats.largest = max(self.stats.largest, len(group))
-                for job, outcome in zip(group, outcomes):
-                    if job.future.done():  # the client left while its batch ran
-                        continue
-                    if isinstance(outcome, BaseException):
-                        job.future.set_exception(outcome)
-                    else:
-                        job.future.set_result(outcome)
+            try:
+                await self._run_batch(batch)
+            except Exception as e:  # noqa: BLE001 - a bug here must fail its jobs, not stop the consumer
+                log.exception("batch failed outside the model call")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(e)
+
+    async def _run_batch(self, batch: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        live = [j for j in batch if not j.future.done()]
+        self.stats.skipped += len(batch) - len(live)
+        for group in _groups(live):
+            started = time.perf_counter()
+            outcomes = await loop.run_in_executor(self._executor, self._run_group, group)
+            self.stats.busy_s += time.perf_counter() - started
+            self.stats.batches += 1
+            self.stats.jobs += len(group)
+            self.stats.largest = max(self.stats.largest, len(group))
+            for job, outcome in zip(group, outcomes):
+                if job.future.done():  # the client left while its batch ran
+                    continue
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
 
     async def _gather(self) -> list[Job]:
-        """The first waiting job, then whatever arrives until max_batch or max_wait after it."""
+        """The first waiting job, then whatever arrives until max_batch or max_wait after it.
+
+        The wait for more is an event that `submit` or a timer sets, never a cancelled queue read, so
+        no cancellation can escape into the consumer."""
+        loop = asyncio.get_running_loop()
         batch = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.max_wait
+        deadline = loop.time() + self.max_wait
         while len(batch) < self.max_batch:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
                 continue
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             if remaining <= 0:
                 break
-            try:
-                async with asyncio.timeout(remaining):
-                    batch.append(await self._queue.get())
-            except TimeoutError:
-                break
+            self._arrived = asyncio.Event()
+            timer = loop.call_later(remaining, self._arrived.set)
+            await self._arrived.wait()
+            timer.cancel()
+            self._arrived = None
         return batch
 
     def _run_group(self, group: list[Job]) -> list[Any]:
