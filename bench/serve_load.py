@@ -134,7 +134,12 @@ def run(model: str, backend: str, photos: list[bytes], clients: int, seconds: fl
         wall = time.perf_counter() - started
         rss_after = rss_mb(process.pid)
         cpu = cpu_seconds(process.pid) - cpu_before
-        stats = get_json(port, "/healthz")["batches"]
+        health = get_json(port, "/healthz")
+        stats = health["batches"]
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)  # still answering after the load?
+        conn.request("POST", "/v1/keypoints", body=photos[0])
+        answers_after = health["status"] == "ok" and conn.getresponse().status == 200
+        conn.close()
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -149,7 +154,8 @@ def run(model: str, backend: str, photos: list[bytes], clients: int, seconds: fl
             "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None, "errors": len(errors),
             "first_errors": errors[:3], "mean_batch": jobs / batches if batches else 0.0,
             "rss_before_mb": rss_before, "rss_after_mb": rss_after,
-            "server_cpu_ms_per_photo": 1000 * cpu / len(latencies) if latencies else None}
+            "server_cpu_ms_per_photo": 1000 * cpu / len(latencies) if latencies else None,
+            "answers_after": answers_after}
 
 
 def main():
@@ -179,6 +185,8 @@ def main():
         print(f"{r['max_batch']:>9}  {r['photos_per_s']:>8.1f}  {r['p50_ms']:>7.1f}  {r['p95_ms']:>7.1f}  "
               f"{r['p99_ms']:>7.1f}  {r['errors']:>6}  {r['mean_batch']:>10.2f}  {r['server_cpu_ms_per_photo']:>12.1f}  "
               f"{r['rss_before_mb']:>11.1f} -> {r['rss_after_mb']:.1f} ({r['rss_after_mb'] - r['rss_before_mb']:+.1f})")
+        if not r["answers_after"]:
+            print("           the server did not answer a request after the run")
         for e in r["first_errors"]:
             print(f"           error: {e}")
     if args.json:
