@@ -85,9 +85,9 @@ def create_app(service: KeypointService, settings: ServeSettings = ServeSettings
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok" if batcher.alive else "model thread stopped", "model": service.name,
-                             "pid": os.getpid(),
-                             "uptime_s": round(time.time() - started_at, 1), "queue": batcher.waiting,
-                             "forward_calls": service.predictor.forward_calls, "batches": batcher.stats.to_dict()})
+                             "pid": os.getpid(), "uptime_s": round(time.time() - started_at, 1),
+                             "queue": batcher.waiting, "forward_calls": service.predictor.forward_calls,
+                             "batches": batcher.stats.to_dict()}, 200 if batcher.alive else 503)
 
     async def model(request: Request) -> Response:
         return JSONResponse({**description, "limits": {"max_bytes": settings.limits.max_bytes,
