@@ -14,6 +14,7 @@ import pytest
 from kplab.checkpoint import read_meta
 from kplab.faces.layout import Layout
 from kplab.faces.predict import resolve_model
+from kplab.serve.service import contour_chains
 
 KPLAB = Path(sys.executable).with_name("kplab")
 TOLERANCE_PX = 1e-3
@@ -110,11 +111,28 @@ def test_model_description_matches_the_model_files(server):
     model = httpx.get(f"{server.url}/v1/model").json()
     assert model["names"] == list(layout.names) and model["n_points"] == layout.n_points
     assert model["layout"] == layout.name
-    assert model["contours"] == [list(c) for c in getattr(layout, "contours", ())]
+    assert model["contours"] == contour_chains(layout)
     assert all(0 <= i < layout.n_points for chain in model["contours"] for i in chain)
     assert model["weights_sha256"] == meta["weights_sha256"]
     assert model["n_params"] == meta["n_params"] and model["metrics"] == meta["metrics"]
     assert model["limits"] == {"max_bytes": 10_000_000, "max_pixels": 25_000_000}
+
+
+def test_contours_become_index_chains_closed_ones_return_to_their_start():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Contour:  # the shape layouts give their contours: points and whether the line closes
+        points: tuple
+        closed: bool = False
+
+    @dataclass(frozen=True)
+    class WithContours:
+        contours: tuple
+
+    layout = WithContours((Contour((0, 1, 2)), Contour((3, 4, 5), closed=True), (6, 7)))
+    assert contour_chains(layout) == [[0, 1, 2], [3, 4, 5, 3], [6, 7]]
+    assert contour_chains(object()) == []
 
 
 def test_openapi_describes_the_routes_the_server_answers(server):

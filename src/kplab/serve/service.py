@@ -81,8 +81,7 @@ class KeypointService:
             "layout": self.layout.name,
             "names": list(self.layout.names),
             "n_points": self.layout.n_points,
-            # Index chains to draw lines through (eyes, brows, nose, lips, jaw) where the layout has them.
-            "contours": [list(chain) for chain in getattr(self.layout, "contours", ())],
+            "contours": contour_chains(self.layout),
             "flip_pairs": [list(p) for p in self.layout.flip_pairs],
             "pixel_centre": PIXEL_CENTRE,
             "n_params": meta.get("n_params"),
@@ -105,3 +104,16 @@ class KeypointService:
         return {"n_params": int(sum(np.prod(t.dims, dtype=np.int64) for t in proto.graph.initializer)),
                 "model": None, "metrics": None, "weights_sha256": props.get("weights_sha256") or None,
                 "kplab_version": props.get("kplab_version") or None}
+
+
+def contour_chains(layout) -> list[list[int]]:
+    """The layout's contour lines (eyes, brows, nose, lips, jaw) as index chains to draw through in
+    order; a closed contour repeats its first index at the end. Layouts list them as `Contour(points,
+    closed)` objects (or plain index tuples); a layout without contours gives []."""
+    chains = []
+    for contour in getattr(layout, "contours", ()):
+        points = [int(i) for i in getattr(contour, "points", contour)]
+        if getattr(contour, "closed", False) and len(points) > 2:
+            points.append(points[0])
+        chains.append(points)
+    return chains
