@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE
-from kplab.faces.predict import DEFAULT_MODEL, Face, Predictor, resolve_model
+from kplab.faces.predict import Face, Predictor, resolve_model
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,11 @@ class KeypointService:
 
     def __init__(self, model: str | Path = "default", backend: str = "onnx", threads: int | None = None):
         self.path = resolve_model(model)
-        self.name = DEFAULT_MODEL if str(model) == "default" else self.path.name
+        self.name = self.path.stem if self.path.is_file() else self.path.name  # "default" -> faces-default
         self.predictor = Predictor(self.path, backend=backend, detect=True, threads=threads)
         self.backend = backend
-        self.layout = self.predictor.layout
+        # The points the answers name (a predictor may answer in a layout derived from its model's).
+        self.layout = getattr(self.predictor, "output_layout", self.predictor.layout)
 
     def warm_up(self) -> None:
         """One detection and one model call on a blank picture, so the first request does not pay
