@@ -74,10 +74,13 @@ async function usePhoto(blob) {
   setMessage("");
   setBusy(true);
   try {
-    // image-orientation "none": pixels in stored order, as the server decodes them (it ignores EXIF).
-    const bitmap = await createImageBitmap(blob, { imageOrientation: "none" }).catch(() => null);
+    const { bitmap, orientation } = await storedBitmap(blob).catch(() => ({ bitmap: null, orientation: 1 }));
     state.photo = bitmap ? { bitmap, blob, width: bitmap.width, height: bitmap.height } : { blob };
     await runPhoto();
+    if (orientation !== 1) {
+      setMessage(`This JPEG asks to be shown turned (EXIF orientation ${orientation}). kplab reads the pixels ` +
+                 "as stored, as `kplab predict` does, so the page shows them that way too.", "info");
+    }
   } finally {
     setBusy(false);
   }
@@ -120,6 +123,55 @@ function clearPhoto() {
   setStats({});
   setMessage("");
   renderPhoto();
+}
+
+// Browsers turn JPEGs by their EXIF orientation when decoding; the server (like `kplab predict`)
+// reads the pixels as stored. Turning the browser's bitmap back gives the stored pixels, the frame
+// the keypoints are in.
+const UNDO_ORIENTATION = {  // canvas transform (a, b, c, d, e, f) from shown to stored pixels
+  2: (W, H) => [-1, 0, 0, 1, W, 0], 3: (W, H) => [-1, 0, 0, -1, W, H], 4: (W, H) => [1, 0, 0, -1, 0, H],
+  5: (W, H) => [0, 1, 1, 0, 0, 0], 6: (W, H) => [0, -1, 1, 0, 0, H], 7: (W, H) => [0, -1, -1, 0, W, H],
+  8: (W, H) => [0, 1, -1, 0, W, 0],
+};
+
+async function storedBitmap(blob) {
+  const shown = await createImageBitmap(blob);
+  const orientation = exifOrientation(new DataView(await blob.slice(0, 1 << 17).arrayBuffer()));
+  if (!UNDO_ORIENTATION[orientation]) return { bitmap: shown, orientation: 1 };
+  const swap = orientation >= 5;
+  const W = swap ? shown.height : shown.width, H = swap ? shown.width : shown.height;
+  const canvas = document.createElement("canvas");
+  canvas.width = W;
+  canvas.height = H;
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(...UNDO_ORIENTATION[orientation](W, H));
+  ctx.drawImage(shown, 0, 0);
+  return { bitmap: await createImageBitmap(canvas), orientation };
+}
+
+// The EXIF orientation tag (1-8) of a JPEG, or 1 when there is none.
+function exifOrientation(view) {
+  if (view.byteLength < 4 || view.getUint16(0) !== 0xffd8) return 1;
+  let offset = 2;
+  while (offset + 4 <= view.byteLength) {
+    const marker = view.getUint16(offset), length = view.getUint16(offset + 2);
+    if (marker === 0xffe1 && offset + 10 <= view.byteLength && view.getUint32(offset + 4) === 0x45786966) {  // "Exif"
+      const tiff = offset + 10;
+      const little = view.getUint16(tiff) === 0x4949;
+      const ifd = tiff + view.getUint32(tiff + 4, little);
+      if (ifd + 2 > view.byteLength) return 1;
+      const count = view.getUint16(ifd, little);
+      for (let i = 0; i < count; i++) {
+        const entry = ifd + 2 + 12 * i;
+        if (entry + 10 > view.byteLength) return 1;
+        if (view.getUint16(entry, little) === 0x0112) return view.getUint16(entry + 8, little);
+      }
+      return 1;
+    }
+    if ((marker & 0xff00) !== 0xff00 || marker === 0xffda) return 1;  // no more headers before the scan
+    offset += 2 + length;
+  }
+  return 1;
 }
 
 // Fit the photo into the stage; the canvas has device pixels, so lines stay crisp at any zoom.
