@@ -6,7 +6,7 @@ KPLAB := $(VENV)/bin/kplab
 # The CPU wheel installs from the local store in seconds; an unpinned torch pulls a CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -20,8 +20,16 @@ demo: setup
 	$(KPLAB) train --preset fast --out runs/demo
 	$(KPLAB) evaluate runs/demo --out runs/demo/eval
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
+
+# The page's tests drive Debian's chromium through its chromedriver; install them where missing
+# (as root, e.g. on CI). Without them the browser tests skip, except under CI=true, where they fail.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver) \
+		|| echo "chromium could not be installed: the browser tests will be skipped (outside CI)"; \
+	fi
 
 bench: setup
 	$(PY) bench/faces_presets.py

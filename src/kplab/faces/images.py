@@ -23,23 +23,30 @@ ALPHA_BACKGROUND = 255.0
 
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file into uint8 BGR (H, W, 3); raises DataError naming the file on failure."""
-    import cv2
-
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    return decode_image(data, str(path))
+
+
+def decode_image(data: np.ndarray | bytes, name: str) -> np.ndarray:
+    """Decode an encoded image (a file's bytes) into uint8 BGR (H, W, 3); DataError messages start
+    with `name`. Shared by files (`read_image`) and uploads (kplab.serve)."""
+    import cv2
+
+    data = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
     if data.size == 0:
-        raise DataError(f"{path}: empty file (0 bytes), not an image")
+        raise DataError(f"{name}: empty file (0 bytes), not an image")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         head = bytes(data[:16]).decode("ascii", "replace")
-        raise DataError(f"{path}: not an image OpenCV can decode (starts with {head!r})")
+        raise DataError(f"{name}: not an image OpenCV can decode (starts with {head!r})")
     try:
         return to_bgr8(image)
     except ValueError as e:
-        raise DataError(f"{path}: {e}") from None
+        raise DataError(f"{name}: {e}") from None
 
 
 def to_bgr8(image: np.ndarray, order: str = "bgr") -> np.ndarray:
