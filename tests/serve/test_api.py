@@ -35,13 +35,14 @@ def assert_same_faces(api_faces: list[dict], records: list[dict], layout: Layout
     assert len(api_faces) == len(records), f"{where}: {len(api_faces)} faces from the API, {len(records)} from predict"
     for face, record in zip(api_faces, records):
         assert record.pop("frame") is None
-        assert set(face) == set(record) == {"box", "score", "keypoints"}, where
+        assert set(face) == set(record) == {"box", "score", "quality", "keypoints"}, where
         assert list(face["keypoints"]) == list(layout.names), where
         np.testing.assert_allclose(face["box"], record["box"], atol=TOLERANCE_PX, err_msg=where)
         if record["score"] is None:
             assert face["score"] is None, where
         else:
             np.testing.assert_allclose(face["score"], record["score"], atol=TOLERANCE_PX, err_msg=where)
+        assert face["quality"] == record["quality"], where
         np.testing.assert_allclose([face["keypoints"][n] for n in layout.names],
                                    [record["keypoints"][n] for n in layout.names], atol=TOLERANCE_PX, err_msg=where)
 

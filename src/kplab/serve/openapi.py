@@ -15,11 +15,14 @@ _ERROR = {"description": "refused; the message says why",
 def openapi_description(limits: Limits) -> dict:
     point = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
     face = {
-        "type": "object", "required": ["box", "score", "keypoints"],
+        "type": "object", "required": ["box", "score", "quality", "keypoints"],
         "properties": {
             "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
                     "description": "[x0, y0, x1, y1] in the image's pixels"},
             "score": {"type": ["number", "null"], "description": "face detector confidence; null without detection"},
+            "quality": {"type": ["number", "null"], "minimum": 0, "maximum": 1,
+                        "description": "fit quality: 1 when every framing of the face agreed, near 0 for a "
+                                       "failed fit; null without detection"},
             "keypoints": {"type": "object", "additionalProperties": point,
                           "description": "point name -> [x, y] in the image's pixels (pixel_centre in /v1/model)"},
         },
