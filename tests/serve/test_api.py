@@ -81,7 +81,8 @@ def test_40_photos_give_the_records_of_kplab_predict_and_share_model_calls(serve
 
 
 @pytest.mark.real
-@pytest.mark.parametrize("params, flags", [({"tta": "true"}, ["--tta"]), ({"min_score": "1.5"}, ["--min-score", "1.5"])])
+@pytest.mark.parametrize("params, flags", [({"tta": "true"}, ["--tta"]), ({"min_score": "1.5"}, ["--min-score", "1.5"]),
+                                           ({"min_quality": "0.5"}, ["--min-quality", "0.5"])])
 def test_query_options_mean_what_predict_flags_mean(server, shared_data, tmp_path, params, flags):
     photo = shared_data / "faces" / "photos" / "Edie_Falco_41.jpg"  # one real face and one false detection
     expected = kplab_predict(str(photo), *flags, out=tmp_path)[photo.name]
@@ -89,7 +90,7 @@ def test_query_options_mean_what_predict_flags_mean(server, shared_data, tmp_pat
     assert response.status_code == 200, response.text
     layout = Layout.from_dict(read_meta(resolve_model("default"))["layout"])
     assert_same_faces(response.json()["faces"], expected, layout, f"{photo.name} {params}")
-    if "min_score" in params:
+    if "min_score" in params or "min_quality" in params:  # the false detection scores low on both
         assert len(expected) == 1
 
 
@@ -143,7 +144,7 @@ def test_openapi_describes_the_routes_the_server_answers(server):
         for method in methods:
             if method == "get":
                 assert httpx.get(f"{server.url}{path}").status_code == 200, path
-    assert {p["name"] for p in spec["paths"]["/v1/keypoints"]["post"]["parameters"]} == {"tta", "min_score", "detect"}
+    assert {p["name"] for p in spec["paths"]["/v1/keypoints"]["post"]["parameters"]} == {"tta", "min_score", "min_quality", "detect"}
 
 
 def test_the_page_and_its_files_are_served_with_a_same_origin_policy(server):

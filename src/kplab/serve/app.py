@@ -43,7 +43,7 @@ STATIC = Path(__file__).parent / "static"
 # clients, which send the whole body before they read, receive the 413 instead of a reset connection.
 DRAIN_FACTOR = 4
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-OPTION_NAMES = ("tta", "min_score", "detect")
+OPTION_NAMES = ("tta", "min_score", "min_quality", "detect")
 # The page is plain files from this server: nothing may be fetched from elsewhere.
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: "
@@ -163,13 +163,14 @@ def parse_options(params) -> Options:
             if text not in TRUE | FALSE:
                 raise UploadError(422, f"query parameter {name}={params[name]!r}: use true or false")
             values[name] = text in TRUE
-    if "min_score" in params:
-        try:
-            values["min_score"] = float(params["min_score"])
-        except ValueError:
-            values["min_score"] = math.nan
-        if not math.isfinite(values["min_score"]):
-            raise UploadError(422, f"query parameter min_score={params['min_score']!r}: use a number")
+    for name in ("min_score", "min_quality"):
+        if name in params:
+            try:
+                values[name] = float(params[name])
+            except ValueError:
+                values[name] = math.nan
+            if not math.isfinite(values[name]):
+                raise UploadError(422, f"query parameter {name}={params[name]!r}: use a number")
     return Options(**values)
 
 

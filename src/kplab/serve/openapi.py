@@ -32,6 +32,8 @@ def openapi_description(limits: Limits) -> dict:
          "description": "average with the mirrored face's prediction"},
         {"name": "min_score", "in": "query", "schema": {"type": "number", "default": 0},
          "description": "drop detections the face detector scores below this"},
+        {"name": "min_quality", "in": "query", "schema": {"type": "number", "default": 0},
+         "description": "drop faces whose fit quality is below this (0-1)"},
         {"name": "detect", "in": "query", "schema": {"type": "boolean", "default": True},
          "description": "false: the image is a ready face crop (no detection or framing)"},
     ]

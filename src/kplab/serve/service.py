@@ -1,7 +1,7 @@
 """The model behind the service: one `Predictor`, the options a request may set, and what
 GET /v1/model says about the model.
 
-Requests carry `Options` (the `kplab predict` flags tta, min_score and detect). A batch holds jobs with
+Requests carry `Options` (the `kplab predict` flags tta, min_score, min_quality and detect). A batch holds jobs with
 equal options only (they are the batcher's key) and runs on a shallow copy of the one predictor with
 those options set: the copy shares the loaded model, the face detector and the framing, so options
 cost nothing to switch and nothing is loaded twice.
@@ -28,10 +28,11 @@ class Options:
     tta: bool = False
     detect: bool = True
     min_score: float = 0.0
+    min_quality: float = 0.0
 
     def __post_init__(self):
-        if not math.isfinite(self.min_score):
-            raise ValueError("min_score must be a finite number")
+        if not (math.isfinite(self.min_score) and math.isfinite(self.min_quality)):
+            raise ValueError("min_score and min_quality must be finite numbers")
 
 
 class KeypointService:
@@ -56,7 +57,8 @@ class KeypointService:
     def for_options(self, options: Options) -> Predictor:
         """The predictor with these options; shares the model, detector and framing."""
         variant = copy.copy(self.predictor)
-        variant.tta, variant.detect, variant.min_score = options.tta, options.detect, options.min_score
+        variant.tta, variant.detect = options.tta, options.detect
+        variant.min_score, variant.min_quality = options.min_score, options.min_quality
         # Predictor's own rule: the detector's minimum with detection, a quarter crop without.
         variant.min_side = self.predictor.min_side if options.detect else IMAGE_SIZE // 4
         return variant
