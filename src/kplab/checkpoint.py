@@ -1,8 +1,10 @@
-"""Model files: `NAME.safetensors` (tensors) beside `NAME.json` (everything else).
+"""Model files: `NAME.safetensors` (tensors) beside `NAME.json` (everything else), and single-file states.
 
-Both are written atomically (temp file in the same folder, fsync, rename), weights first; the JSON
-records the weights' SHA-256 so a half-replaced pair is detected on load. Nothing is ever
-unpickled: safetensors holds raw tensors and the JSON holds plain data.
+Both files of a pair are written atomically (temp file in the same folder, fsync, rename), weights
+first; the JSON records the weights' SHA-256 so a half-replaced pair is detected on load. State that
+must survive a kill at any moment (a training run's) goes into ONE safetensors file with its JSON in
+the file's own header (`save_state`), so a reader finds the old state or the new one, never new
+tensors beside old metadata. Nothing is ever unpickled: safetensors holds raw tensors, JSON plain data.
 """
 
 from __future__ import annotations
@@ -81,3 +83,27 @@ def load(directory: str | Path, name: str = "model") -> tuple[dict[str, torch.Te
     except Exception as e:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(f"{weights}: not a valid safetensors file: {e}") from None
     return tensors, meta
+
+
+STATE_KEY = "kplab"  # the safetensors header metadata entry that holds a state's JSON
+
+
+def save_state(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Tensors and their JSON metadata as one safetensors file, replaced atomically."""
+    blob = st_save({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                   metadata={STATE_KEY: json.dumps(meta)})
+    atomic_write_bytes(path, blob)
+
+
+def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What `save_state` wrote; raises CheckpointError naming the file when anything is off."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+        header = json.loads(blob[8:8 + int.from_bytes(blob[:8], "little")])
+        meta = json.loads(header["__metadata__"][STATE_KEY])
+        return st_load(blob), meta
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except Exception as e:  # a truncated or foreign file: bad header, no kplab metadata, bad tensors
+        raise CheckpointError(f"{path}: not a kplab training state ({type(e).__name__}: {e})") from None

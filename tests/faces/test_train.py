@@ -74,7 +74,7 @@ def _train(out: Path, *extra: str, epochs: int = 4) -> subprocess.Popen:
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     whole = _train(tmp_path / "whole")
     killed = _train(tmp_path / "killed")
-    state = tmp_path / "killed" / "state" / "train.json"
+    state = tmp_path / "killed" / "state" / "train.safetensors"
     deadline = time.time() + 120
     while not state.exists() and time.time() < deadline:  # wait for epoch 1 to finish
         time.sleep(0.05)

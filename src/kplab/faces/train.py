@@ -1,7 +1,7 @@
 """Training: one plain loop (AdamW, warm-up + cosine, weight EMA, masked loss, best-by-val checkpoint).
 
-Every epoch ends with an atomic training-state checkpoint in OUT/state, so a run killed at any moment
-resumes (`resume=True`) from the last finished epoch. All randomness of epoch e comes from generators
+Every epoch ends with an atomic training-state checkpoint, one file OUT/state/train.safetensors, so a
+run killed at any moment resumes (`resume=True`) from the last finished epoch. All randomness of epoch e comes from generators
 seeded with (seed, e), so a resumed run continues exactly as the uninterrupted one would have.
 """
 
@@ -166,12 +166,12 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
         framing["framing_target"] = train_set.framing_target.round(3).tolist()
     history: list[dict[str, Any]] = []
     best, start_epoch = -math.inf, 0
-    state_dir = out / "state"
-    if resume and (state_dir / "train.json").is_file():
-        tensors, meta = checkpoint.load(state_dir, "train")
+    state_file = out / "state" / "train.safetensors"  # one file: a kill cannot split tensors from metadata
+    if resume and state_file.is_file():
+        tensors, meta = checkpoint.load_state(state_file)
         if meta.get("config") != to_dict(cfg):
             raise ConfigError(f"{out}: --resume needs the same config as the interrupted run "
-                              f"(saved in {state_dir / 'train.json'})")
+                              f"(saved in {state_file})")
         _restore_state(tensors, meta, model, ema, optimizer)
         history, best, start_epoch = meta["history"], meta["best_score"], meta["epoch"] + 1
         say(f"resuming {out} after epoch {start_epoch} (best val score so far {best:.1f})")
@@ -197,8 +197,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
             f"rmse {metrics['rmse_px']:.2f}px  nme_io {100 * metrics['nme_io']:.2f}%"
             f"{'  (best)' if improved else ''}  [{history[-1]['elapsed_s']:.0f}s]")
         tensors, meta = _state_tensors(model, ema, optimizer)
-        checkpoint.save(state_dir, tensors, {**meta, "epoch": epoch, "history": history, "best_score": best,
-                                             "config": to_dict(cfg)}, name="train")
+        checkpoint.save_state(state_file, tensors, {**meta, "epoch": epoch, "history": history,
+                                                    "best_score": best, "config": to_dict(cfg)})
     summary = {"best_val_score": best, "epochs": cfg.epochs, "wall_s": history[-1]["elapsed_s"] if history else 0,
                "n_params": count_params(model), "history": history}
     checkpoint.atomic_write_json(out / "metrics.json", summary)
