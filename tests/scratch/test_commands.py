@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from kplab.cli import main
-from kplab.faces.synthetic import synthetic_faces
 from kplab.scratch.filters import GRADIENT_MAGNITUDE, filter_bank
 
 
@@ -57,11 +56,14 @@ def check_filter_table(stdout: str, image: np.ndarray) -> None:
             assert number(printed) == pytest.approx(value, abs=1.5e-6), name
 
 
-def test_filters_on_the_default_synthetic_face(tmp_path):
+def test_filters_on_the_default_test_pattern(tmp_path):
+    from kplab.scratch.demos import test_pattern
+
     result = run("filters", "--seed", 3, "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "synthetic face (seed 3), 96x96" in result.stdout
-    check_filter_table(result.stdout, synthetic_faces(1, 3).images[0].astype(np.float64) / 255)
+    assert "test pattern (seed 3), 96x96" in result.stdout
+    check_filter_table(result.stdout, test_pattern(3))
+    assert not np.array_equal(test_pattern(3), test_pattern(4))
     assert_png(tmp_path / "filters.png")
 
 

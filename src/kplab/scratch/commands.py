@@ -43,14 +43,14 @@ def fundamentals():
 
 @fundamentals.command()
 @click.argument("image", required=False, type=click.Path(path_type=Path))
-@click.option("--seed", default=0, show_default=True, help="Synthetic face used when no IMAGE is given.")
+@click.option("--seed", default=0, show_default=True, help="Noise seed of the test pattern used when no IMAGE is given.")
 @OUT
 def filters(image: Path | None, seed: int, out: Path):
-    """Apply hand-coded 3x3/5x5 filters with our conv2d to IMAGE (default: a synthetic face)."""
-    from kplab.scratch.demos import filters_demo, load_grey, synthetic_face
+    """Apply hand-coded 3x3/5x5 filters with our conv2d to IMAGE (default: a test pattern of shapes)."""
+    from kplab.scratch.demos import filters_demo, load_grey, test_pattern
 
-    picture = load_grey(image) if image is not None else synthetic_face(seed)
-    source = str(image) if image is not None else f"synthetic face (seed {seed})"
+    picture = load_grey(image) if image is not None else test_pattern(seed)
+    source = str(image) if image is not None else f"test pattern (seed {seed})"
     stats, path = filters_demo(picture, _out_dir(out))
     click.echo(f"image: {source}, {picture.shape[0]}x{picture.shape[1]} grey, values in [0, 1]")
     rows = [[s.name, s.size, "-" if s.kernel_sum is None else f"{s.kernel_sum:.6f}",

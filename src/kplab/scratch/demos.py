@@ -48,10 +48,18 @@ def load_grey(path: Path) -> np.ndarray:
     return image.astype(np.float64) / 255.0
 
 
-def synthetic_face(seed: int) -> np.ndarray:
-    from kplab.faces.synthetic import synthetic_faces
-
-    return synthetic_faces(1, seed).images[0].astype(np.float64) / 255.0  # (96, 96)
+def test_pattern(seed: int, size: int = 96) -> np.ndarray:
+    """A picture with something for every filter, made here so scratch/ needs nothing else of kplab:
+    a soft horizontal gradient (blur leaves it, Sobel-x sees it), a disk and a square (edges at every
+    angle, corners), a one-pixel line (what sharpening and the Laplacian pick out) and a little seeded
+    noise. (size, size) float64 in [0, 1]."""
+    y, x = np.mgrid[0:size, 0:size] / (size - 1)  # (size, size) each, 0..1
+    image = 0.25 + 0.2 * x
+    image[(x - 0.32) ** 2 + (y - 0.4) ** 2 < 0.2 ** 2] = 0.85  # disk
+    image[(x > 0.58) & (x < 0.86) & (y > 0.52) & (y < 0.8)] = 0.1  # square
+    image[int(0.15 * size), int(0.1 * size):int(0.9 * size)] = 1.0  # thin line
+    noise = np.random.default_rng(seed).normal(0.0, 0.02, image.shape)
+    return np.clip(image + noise, 0.0, 1.0)
 
 
 @dataclass
