@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kplab.faces.detect import (HAAR_BOX_POINTS, Framing, HaarFaceDetector, apply_affine, calibrate_box_points,
-                                crop_faces, fit_similarity, uncrop_points, whole_image_affine)
+from kplab.faces.detect import HAAR_BOX_POINTS, HaarFaceDetector, calibrate_box_points
+from kplab.faces.framing import Framing, apply_affine, crop_faces, fit_similarity, uncrop_points, whole_image_affine
 from kplab.faces.images import read_image, to_grey
 from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE
 
@@ -159,7 +159,7 @@ def _photo_truth(shared_data):
 def test_first_pass_framing_on_real_photos_is_close_to_the_training_framing(shared_data):
     data = np.load(shared_data / "faces" / "faces15.npz")
     mean_shape = np.nanmean(data["keypoints"][data["split"] == "train"], 0)
-    framing = Framing.for_layout(KAGGLE15, mean_shape)
+    framing = Framing.for_layout(KAGGLE15, mean_shape, HAAR_BOX_POINTS)
     detector = HaarFaceDetector()
     errors = []
     for path, truth in _photo_truth(shared_data):

@@ -9,7 +9,7 @@ import pytest
 
 from kplab.faces.annotations import write_imglab_xml, write_pts
 from kplab.faces.data import read_faces, read_train_val
-from kplab.faces.detect import crop_faces
+from kplab.faces.framing import crop_faces
 from kplab.faces.images import read_image, to_grey
 from kplab.faces.layout import IBUG68, KAGGLE15, convert_points
 

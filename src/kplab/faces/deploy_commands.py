@@ -108,7 +108,8 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
     import torch
 
     from kplab.errors import KplabError
-    from kplab.faces.predict import Predictor, draw_faces, expand_inputs
+    from kplab.faces.inputs import expand_inputs
+    from kplab.faces.predict import Predictor, draw_faces
     from kplab.faces.smoothing import OneEuroFilter
     from kplab.faces.video import VideoWriter, predict_video, video_info
     from kplab.progress import bar, say
@@ -258,7 +259,8 @@ def bench(model, as_json, threads, photos, repeats, exporter):
     (ONNX Runtime only, e.g. an int8 export)."""
     from kplab.errors import DataError
     from kplab.faces.images import read_image
-    from kplab.faces.predict import expand_inputs, resolve_model
+    from kplab.faces.inputs import expand_inputs
+    from kplab.faces.predict import resolve_model
     from kplab.faces.speed import format_report, measure
     from kplab.progress import say
 

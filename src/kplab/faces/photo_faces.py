@@ -16,7 +16,7 @@ import numpy as np
 from kplab.errors import DataError, KplabError
 from kplab.faces.annotations import Annotation, read_annotations
 from kplab.faces.faceset import FaceSet
-from kplab.faces.detect import Framing, apply_affine, crop_faces
+from kplab.faces.framing import Framing, apply_affine, crop_faces
 from kplab.faces.images import read_image, to_grey
 from kplab.faces.layout import Layout
 from kplab.progress import bar

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from kplab.errors import CheckpointError, DataError, KplabError
-from kplab.faces.detect import (Framing, HaarFaceDetector, crop_faces, uncrop_points, whole_image_affine)
+from kplab.faces.detect import HAAR_BOX_POINTS, HaarFaceDetector
+from kplab.faces.framing import Framing, crop_faces, uncrop_points, whole_image_affine
 from kplab.faces.export import OnnxModule
-from kplab.faces.images import IMAGE_EXTENSIONS, read_image, to_bgr8, to_grey
+from kplab.faces.images import read_image, to_bgr8, to_grey
 from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, get_layout, to_pixels
 
 # Models shipped inside the package (kplab/models/...), by the names commands accept: model directories,
@@ -162,7 +163,7 @@ class Predictor:
             if framing_shape is None:
                 raise CheckpointError(f"{model}: the model records no mean_shape, which framing photos "
                                       "needs; retrain it, or use --no-detect with ready 96x96 crops")
-            self.framing = Framing.for_layout(self.layout, framing_shape)
+            self.framing = Framing.for_layout(self.layout, framing_shape, HAAR_BOX_POINTS)
         self.min_side = self.detector.min_side if detect else IMAGE_SIZE // 4
         self.forward_calls = 0
         self.module.register_forward_hook(self._count_forward)
@@ -367,31 +368,6 @@ def framing_shape(meta: dict) -> np.ndarray | None:
     from photos, else the training crops' mean keypoints `mean_shape`; None for a model with neither."""
     shape = meta.get("framing_target", meta.get("mean_shape"))
     return None if shape is None else np.asarray(shape, np.float64)
-
-
-def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]:
-    """INPUT arguments -> ([(kind, path)], problems), kind "image" or "video", in the order given.
-
-    Folders are walked recursively (sorted; hidden entries skipped) for image and video files; a named
-    file is taken as a video by its extension and as an image otherwise (reading it tells whether it is).
-    """
-    from kplab.faces.video import VIDEO_EXTENSIONS
-
-    items, problems = [], []
-    for given in map(Path, inputs):
-        if given.is_dir():
-            found = [p for p in sorted(given.rglob("*"))
-                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(given).parts)
-                     and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS]
-            if not found:
-                problems.append(f"{given}: no images or videos in this folder "
-                                f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS | VIDEO_EXTENSIONS))})")
-            items += [("video" if p.suffix.lower() in VIDEO_EXTENSIONS else "image", p) for p in found]
-        elif given.is_file():
-            items.append(("video" if given.suffix.lower() in VIDEO_EXTENSIONS else "image", given))
-        else:
-            problems.append(f"{given}: no such file or folder")
-    return items, problems
 
 
 def draw_faces(image_bgr: np.ndarray, faces: list[Face], layout: Layout | None = None) -> np.ndarray:
