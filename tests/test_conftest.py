@@ -24,7 +24,7 @@ def scratch_session(pytester, monkeypatch, tmp_path):
 
 def test_missing_data_fails_the_whole_run_under_ci_with_where_it_should_be(scratch_session, monkeypatch, tmp_path):
     monkeypatch.setenv("CI", "true")
-    result = scratch_session.runpytest_inprocess("-p", "no:cacheprovider")
+    result = scratch_session.runpytest_inprocess("-p", "no:cacheprovider", "--assert=plain")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([f"*CI=true and KPLAB_SHARED_DATA={tmp_path / 'nowhere'} holds no faces/ folder*"])
     assert result.parseoutcomes().get("passed", 0) == 0  # stopped before running anything
@@ -32,7 +32,7 @@ def test_missing_data_fails_the_whole_run_under_ci_with_where_it_should_be(scrat
 
 def test_missing_data_skips_outside_ci_and_says_where(scratch_session, monkeypatch):
     monkeypatch.delenv("CI", raising=False)
-    result = scratch_session.runpytest_inprocess("-p", "no:cacheprovider", "-rs")
+    result = scratch_session.runpytest_inprocess("-p", "no:cacheprovider", "--assert=plain", "-rs")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*holds no faces/ folder*set CI=true to make this an error*"])
 
@@ -41,4 +41,4 @@ def test_present_data_runs_the_test_under_ci(scratch_session, monkeypatch, tmp_p
     (tmp_path / "data" / "faces").mkdir(parents=True)
     monkeypatch.setenv("KPLAB_SHARED_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("CI", "true")
-    scratch_session.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    scratch_session.runpytest_inprocess("-p", "no:cacheprovider", "--assert=plain").assert_outcomes(passed=2)
