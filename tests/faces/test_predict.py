@@ -56,8 +56,10 @@ def test_default_model_on_40_real_photos_finds_the_faces_and_places_the_points(s
         r["file"] = r["file"].rsplit("/", 1)[-1]
     found, nme = photo_scores(records, truth)
     print(f"\n40 photos, default model, 2 passes: faces found {found}, mean NME_io {100 * nme:.2f}%")
-    assert found >= 38
-    assert nme <= 0.06
+    assert found >= 39  # 40 here
+    # Measured 3.62 % here; the soft-argmax grid shifted by half a pixel gives 3.86 %, so the bar sits
+    # between them: room for another machine's float rounding, none for a half-pixel bug.
+    assert nme <= 0.0375
     assert len(list((tmp_path / "annotated").iterdir())) == len(truth)
 
 
