@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import Phase, settings
+
+# `make mutate` runs with --hypothesis-profile=mutation: a failing property counts as a kill at once,
+# without minutes of shrinking the counterexample.
+settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate], deadline=None)
 
 pytest_plugins = ["pytester"]  # tests/test_conftest.py runs this file's hooks in a scratch session
 
