@@ -79,7 +79,8 @@ def test_a_half_replaced_pair_is_detected(tmp_path):
     checkpoint.save(tmp_path / "a", tensors(), {"run": "a"})
     checkpoint.save(tmp_path / "b", {"w": torch.zeros(2)}, {"run": "b"})
     (tmp_path / "a" / "model.safetensors").write_bytes((tmp_path / "b" / "model.safetensors").read_bytes())
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: does not match model\.json \(checksum differs\)"):
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: does not match model\.json \(checksum differs\); "
+                                              r"the pair was not written together$"):
         checkpoint.load(tmp_path / "a")
 
 
@@ -91,3 +92,24 @@ def test_corrupt_weights_are_named(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=r"model\.safetensors: not a valid safetensors file"):
         checkpoint.load(tmp_path)
+
+
+def test_json_is_indented_in_insertion_order_with_a_final_newline(tmp_path):
+    checkpoint.atomic_write_json(tmp_path / "m.json", {"b": 1, "a": [1, 2]})
+    assert (tmp_path / "m.json").read_text() == '{\n  "b": 1,\n  "a": [\n    1,\n    2\n  ]\n}\n'
+
+
+def test_the_temporary_is_a_hidden_sibling_of_the_target(tmp_path, monkeypatch):
+    # Seen at the moment the data is flushed to disk: a dot-file beside the target (same file system,
+    # so the rename is atomic; hidden from globs such as *.json) that the rename then replaces.
+    seen = []
+    real_fsync = os.fsync
+
+    def fsync_and_look(fd):
+        seen.extend(p.name for p in (tmp_path / "out").iterdir())
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_and_look)
+    checkpoint.atomic_write_bytes(tmp_path / "out" / "m.json", b"{}")
+    assert len(seen) == 1 and seen[0].startswith(".m.json.") and seen[0].endswith(".tmp"), seen
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["m.json"]

@@ -90,3 +90,25 @@ def test_layouts_with_a_task_definition_pair_as_defined():
             checked += 1
     assert checked >= 1
     np.testing.assert_array_equal(KAGGLE15.flip_permutation, [1, 0, 4, 5, 2, 3, 8, 9, 6, 7, 10, 12, 11, 13, 14])
+
+
+def test_layout_round_trips_through_plain_data_and_names_its_csv_columns():
+    tiny = Layout("tiny", ("left_eye", "right_eye", "nose"), ((0, 1),))
+    assert tiny.to_dict() == {"name": "tiny", "names": ["left_eye", "right_eye", "nose"], "flip_pairs": [[0, 1]]}
+    assert Layout.from_dict(tiny.to_dict()) == tiny
+    assert Layout.from_dict({"name": "k", "names": list(KAGGLE15.names),
+                             "flip_pairs": [list(p) for p in KAGGLE15.flip_pairs]}).flip_pairs == KAGGLE15.flip_pairs
+    assert tiny.csv_columns() == ["left_eye_x", "left_eye_y", "right_eye_x", "right_eye_y", "nose_x", "nose_y"]
+    assert KAGGLE15.csv_columns()[:3] == ["left_eye_center_x", "left_eye_center_y", "right_eye_center_x"]
+    assert (tiny.n_points, tiny.n_outputs, tiny.index("nose")) == (3, 6, 2)
+
+
+@pytest.mark.parametrize("names, pairs, message", [
+    (("a", "b", "a"), (), "layout bad: keypoint names repeat"),
+    (("a", "b", "c"), ((0, 3),), "layout bad: flip pairs must be distinct, in-range indices"),  # one past the end
+    (("a", "b", "c"), ((0, -1),), "layout bad: flip pairs must be distinct, in-range indices"),
+    (("a", "b", "c"), ((0, 1), (1, 2)), "layout bad: flip pairs must be distinct, in-range indices"),  # in range, repeated
+])
+def test_bad_layouts_are_refused_by_name(names, pairs, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        Layout("bad", names, pairs)
