@@ -433,3 +433,13 @@ def test_bad_input_messages_name_the_culprit():
         keypoint_metrics(pred, target, L15)
     with pytest.raises(ValueError, match=r"^no image has a present keypoint: nothing to evaluate$"):
         keypoint_metrics(pred, target, L15, mask=np.zeros((2, 15), bool))
+
+
+def test_mismatched_counts_and_a_point_present_in_one_image_only():
+    pred, target = two_faces()
+    with pytest.raises(ValueError, match=r"^pred \(1, 15, 2\) and target \(2, 15, 2\) differ in shape$"):
+        keypoint_metrics(pred[:1], target, L15)
+    mask = np.ones((2, 15), bool)
+    mask[1, 10] = False  # nose tip present in image 0 only: its median is that one error
+    rows = per_keypoint_table(pred, target, L15, mask=mask)
+    assert rows[10]["n"] == 1 and rows[10]["median_px"] == pytest.approx(0.1 * 48)
