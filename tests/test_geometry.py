@@ -154,3 +154,24 @@ def test_hflip_twice_is_identity_and_matches_kornia_and_mirror():
     before = points[:, 2] @ P[:2, :2].T + P[:2, 2]  # (N, 2) px
     after = f_points[:, 2] @ P[:2, :2].T + P[:2, 2]
     torch.testing.assert_close(after, torch.stack([13 - before[:, 0], before[:, 1]], -1))
+
+
+def test_warp_shapes_are_checked_with_a_message_naming_both():
+    A = torch.eye(2, 3).unsqueeze(0)  # (1, 2, 3)
+    with pytest.raises(ValueError, match=r"^warp_images: need images \(N, C, H, W\) and A \(N, 2, 3\), "
+                                         r"got \(1, 8, 8\) and \(1, 2, 3\)$"):
+        warp_images(torch.zeros(1, 8, 8), A)
+    with pytest.raises(ValueError, match=r"got \(2, 1, 8, 8\) and \(1, 2, 3\)$"):
+        warp_images(torch.zeros(2, 1, 8, 8), A)  # one matrix for two images
+
+
+def test_matrices_of_another_dtype_follow_the_images_and_points():
+    A64 = compose_affine(torch.tensor([10.0], dtype=torch.float64), 1.1, torch.tensor([0.1, -0.05]), 3.0)
+    images = torch.rand(1, 1, 16, 16)
+    out = warp_images(images, A64)  # float32 images, float64 matrix
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, warp_images(images, A64.float()))
+    points = torch.rand(1, 4, 2, dtype=torch.float64)
+    moved = warp_points(points, A64.float())  # float64 points, float32 matrix
+    assert moved.dtype == torch.float64
+    torch.testing.assert_close(moved, warp_points(points, A64), atol=1e-6, rtol=0)
