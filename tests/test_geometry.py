@@ -175,3 +175,32 @@ def test_matrices_of_another_dtype_follow_the_images_and_points():
     moved = warp_points(points, A64.float())  # float64 points, float32 matrix
     assert moved.dtype == torch.float64
     torch.testing.assert_close(moved, warp_points(points, A64), atol=1e-6, rtol=0)
+
+
+def test_random_affine_is_float64_uniform_draws_in_the_documented_order():
+    n = 64
+    A = random_affine(n, rotation_deg=20.0, scale=(0.8, 1.2), shift=0.1, shear_deg=5.0,
+                      generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    g = torch.Generator().manual_seed(4)
+    u = [torch.rand(n, *s, generator=g, dtype=torch.float64) for s in ((), (), (2,), ())]
+    rot, sc, sh, shr = -20 + 40 * u[0], 0.8 + 0.4 * u[1], -0.1 + 0.2 * u[2], -5 + 10 * u[3]
+    torch.testing.assert_close(A, compose_affine(rot, sc, sh, shr), rtol=0, atol=1e-12)
+    assert (sh < 0).any() and (sh > 0).any() and (shr < 0).any() and (shr > 0).any()  # both signs drawn
+
+
+def test_singular_matrices_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"^invert_affine: a matrix is singular \(determinant 0\)$"):
+        invert_affine(torch.zeros(1, 2, 3))
+
+
+def test_warp_is_quiet_and_honours_the_sampling_mode():
+    import warnings
+
+    images = torch.rand(1, 1, 8, 8)
+    A = compose_affine(torch.tensor([0.0]), 1.0, torch.tensor([1 / 8, 0.0]), 0.0)  # half a pixel right
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "default grid_sample behaviour" warning: align_corners is explicit
+        bilinear = warp_images(images, A)
+        nearest = warp_images(images, A, mode="nearest")
+    torch.testing.assert_close(bilinear[..., 1:], (images[..., :-1] + images[..., 1:]) / 2)
+    assert torch.isin(nearest, images).all() and not torch.equal(nearest, bilinear)
