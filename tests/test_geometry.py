@@ -204,3 +204,11 @@ def test_warp_is_quiet_and_honours_the_sampling_mode():
         nearest = warp_images(images, A, mode="nearest")
     torch.testing.assert_close(bilinear[..., 1:], (images[..., :-1] + images[..., 1:]) / 2)
     assert torch.isin(nearest, images).all() and not torch.equal(nearest, bilinear)
+
+
+def test_compose_affine_takes_integer_parameters_and_keeps_float64():
+    A = compose_affine(torch.tensor([90]), torch.tensor([2]), torch.tensor([1, 0]), torch.tensor([0]))
+    assert A.dtype == torch.float32
+    torch.testing.assert_close(A, torch.tensor([[[0.0, -2.0, 1.0], [2.0, 0.0, 0.0]]]), atol=1e-6, rtol=0)
+    A64 = compose_affine(torch.tensor([30.0], dtype=torch.float64), 1.0, [0.1, 0.2], 0.0)
+    assert A64.dtype == torch.float64 and A64[0, 0, 2].item() == 0.1  # the shift is read in float64, exactly
