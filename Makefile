@@ -6,7 +6,7 @@ KPLAB := $(VENV)/bin/kplab
 # The CPU wheel installs from the local store in seconds; an unpinned torch pulls a CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser demo test bench mutate clean
 
 setup: $(VENV)/.installed
 
@@ -34,5 +34,13 @@ browser:
 bench: setup
 	$(PY) bench/faces_presets.py
 
+# Mutation testing of the core modules with the fast unit tests (not part of `make test`: it takes long).
+# mutmut 3 forks each mutant from one warm test process, so torch is imported once, not per mutant.
+MUTMUT_PIN := mutmut==3.8.1
+
+mutate: setup
+	$(PY) -m pip install -q $(MUTMUT_PIN)
+	$(PY) mutation/run.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs mutants .pytest_cache .hypothesis

@@ -154,3 +154,61 @@ def test_hflip_twice_is_identity_and_matches_kornia_and_mirror():
     before = points[:, 2] @ P[:2, :2].T + P[:2, 2]  # (N, 2) px
     after = f_points[:, 2] @ P[:2, :2].T + P[:2, 2]
     torch.testing.assert_close(after, torch.stack([13 - before[:, 0], before[:, 1]], -1))
+
+
+def test_warp_shapes_are_checked_with_a_message_naming_both():
+    A = torch.eye(2, 3).unsqueeze(0)  # (1, 2, 3)
+    with pytest.raises(ValueError, match=r"^warp_images: need images \(N, C, H, W\) and A \(N, 2, 3\), "
+                                         r"got \(1, 8, 8\) and \(1, 2, 3\)$"):
+        warp_images(torch.zeros(1, 8, 8), A)
+    with pytest.raises(ValueError, match=r"got \(2, 1, 8, 8\) and \(1, 2, 3\)$"):
+        warp_images(torch.zeros(2, 1, 8, 8), A)  # one matrix for two images
+
+
+def test_matrices_of_another_dtype_follow_the_images_and_points():
+    A64 = compose_affine(torch.tensor([10.0], dtype=torch.float64), 1.1, torch.tensor([0.1, -0.05]), 3.0)
+    images = torch.rand(1, 1, 16, 16)
+    out = warp_images(images, A64)  # float32 images, float64 matrix
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, warp_images(images, A64.float()))
+    points = torch.rand(1, 4, 2, dtype=torch.float64)
+    moved = warp_points(points, A64.float())  # float64 points, float32 matrix
+    assert moved.dtype == torch.float64
+    torch.testing.assert_close(moved, warp_points(points, A64), atol=1e-6, rtol=0)
+
+
+def test_random_affine_is_float64_uniform_draws_in_the_documented_order():
+    n = 64
+    A = random_affine(n, rotation_deg=20.0, scale=(0.8, 1.2), shift=0.1, shear_deg=5.0,
+                      generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    g = torch.Generator().manual_seed(4)
+    u = [torch.rand(n, *s, generator=g, dtype=torch.float64) for s in ((), (), (2,), ())]
+    rot, sc, sh, shr = -20 + 40 * u[0], 0.8 + 0.4 * u[1], -0.1 + 0.2 * u[2], -5 + 10 * u[3]
+    torch.testing.assert_close(A, compose_affine(rot, sc, sh, shr), rtol=0, atol=1e-12)
+    assert (sh < 0).any() and (sh > 0).any() and (shr < 0).any() and (shr > 0).any()  # both signs drawn
+
+
+def test_singular_matrices_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"^invert_affine: a matrix is singular \(determinant 0\)$"):
+        invert_affine(torch.zeros(1, 2, 3))
+
+
+def test_warp_is_quiet_and_honours_the_sampling_mode():
+    import warnings
+
+    images = torch.rand(1, 1, 8, 8)
+    A = compose_affine(torch.tensor([0.0]), 1.0, torch.tensor([1 / 8, 0.0]), 0.0)  # half a pixel right
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "default grid_sample behaviour" warning: align_corners is explicit
+        bilinear = warp_images(images, A)
+        nearest = warp_images(images, A, mode="nearest")
+    torch.testing.assert_close(bilinear[..., 1:], (images[..., :-1] + images[..., 1:]) / 2)
+    assert torch.isin(nearest, images).all() and not torch.equal(nearest, bilinear)
+
+
+def test_compose_affine_takes_integer_parameters_and_keeps_float64():
+    A = compose_affine(torch.tensor([90]), torch.tensor([2]), torch.tensor([1, 0]), torch.tensor([0]))
+    assert A.dtype == torch.float32
+    torch.testing.assert_close(A, torch.tensor([[[0.0, -2.0, 1.0], [2.0, 0.0, 0.0]]]), atol=1e-6, rtol=0)
+    A64 = compose_affine(torch.tensor([30.0], dtype=torch.float64), 1.0, [0.1, 0.2], 0.0)
+    assert A64.dtype == torch.float64 and A64[0, 0, 2].item() == 0.1  # the shift is read in float64, exactly

@@ -316,3 +316,130 @@ def test_mean_shape_scores_about_78_on_real_val(shared_data):
     assert m["score"] == pytest.approx(78, abs=2)
     assert m["score"] == pytest.approx(1152 / m["rmse_px"] ** 2, rel=1e-12)
     assert 0.05 < m["nme_io"] < m["nme_ip"] < 0.2  # eye centres are closer together than outer corners
+
+
+# ------------------------------------------------------- edge cases that mutation testing found unpinned
+
+def two_faces():
+    """Two faces, 15 points each in a row along x (outer eye corners 3 and 5 one unit apart), and a
+    prediction moved right by 0.1 per point."""
+    target = np.zeros((2, 15, 2))
+    target[:, :, 0] = np.arange(15) / 14 - 0.5
+    target[:, 5, 0] = target[:, 3, 0] + 1.0
+    return target + np.array([0.1, 0.0]), target
+
+
+def test_coincident_or_missing_reference_points_leave_the_image_out_of_nme():
+    pred, target = two_faces()
+    target[1, 5] = target[1, 3]  # image 1: outer eye corners coincide
+    nme = per_image_nme(pred, target, L15)
+    assert nme[0] == pytest.approx(0.1) and np.isnan(nme[1])
+    rows = per_keypoint_table(pred, target, L15)
+    assert all(r["nme_io"] == pytest.approx(0.1) for r in rows)  # image 1 left out, not divided by 0
+    mask = np.ones((2, 15), bool)
+    mask[1, 3] = False  # image 1: one reference point missing (its target is garbage)
+    pred, target = two_faces()
+    target[1, 3] = [7.0, -3.0]
+    assert np.isnan(per_image_nme(pred, target, L15, mask=mask)[1])
+    rows = per_keypoint_table(pred, target, L15, mask=mask)
+    assert all(r["nme_io"] == pytest.approx(0.1) for r in rows)
+    mask[1, 3], mask[1, 5] = True, False  # the other reference point missing instead
+    rows = per_keypoint_table(pred, target, L15, mask=mask)
+    assert all(r["nme_io"] == pytest.approx(0.1) for r in rows)
+
+
+def test_a_small_face_still_has_an_nme():
+    pred, target = two_faces()
+    target[:, 5, 0] = target[:, 3, 0] + 0.5 / 48  # outer corners half a pixel apart
+    pred = target + 0.01 / 48
+    rows = per_keypoint_table(pred, target, L15)
+    assert rows[0]["nme_io"] == pytest.approx(np.sqrt(2) * 0.01 / 0.5)
+
+
+def test_all_missing_column_gives_nan_quietly():
+    pred, target = two_faces()
+    mask = np.ones((2, 15), bool)
+    mask[:, 10] = False  # nose tip missing everywhere
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "on purpose": no RuntimeWarning for the empty column
+        rows = per_keypoint_table(pred, target, L15, mask=mask)
+    assert rows[10]["n"] == 0 and all(np.isnan(rows[10][k]) for k in ("mean_px", "median_px", "rmse_px", "nme_io"))
+
+
+def test_ced_curve_default_grid_edges_and_degenerate_inputs():
+    x, y = ced_curve(np.array([0.0, 0.2]))
+    assert len(x) == 1001 and x[0] == 0.0 and x[-1] == pytest.approx(0.1)
+    assert y[0] == 0.5  # an error of exactly 0 counts at threshold 0 (NME <= x)
+    x, y = ced_curve(np.array([0.05]), steps=11)  # one image: a single step at 0.05
+    np.testing.assert_array_equal(y, [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    x, y = ced_curve(np.array([np.nan, np.nan]), steps=7)  # nothing defined
+    assert x.shape == y.shape == (7,) and np.isnan(y).all()
+
+
+def test_format_table_cells_missing_keys_bools_and_no_trailing_spaces():
+    text = format_table([{"n": 5, "ok": True, "name": "a"}, {"n": 10, "name": "b"}], ["n", "ok", "name"])
+    lines = text.splitlines()
+    assert lines[0] == " n  ok    name"
+    assert lines[2] == " 5  True  a"
+    assert lines[3] == "10  -     b"
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_rates_on_edges_and_on_nothing():
+    assert failure_rate(np.array([0.1, 0.1000001, 0.05])) == pytest.approx(1 / 3)  # exactly 10 % is no failure
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing defined: NaN, without "mean of empty slice"
+        assert math.isnan(failure_rate(np.array([np.nan]))) and math.isnan(ced_auc(np.array([])))
+        pred, target = two_faces()
+        mask = np.ones((2, 15), bool)
+        mask[:, [0, 3]] = False  # no image has both reference points of either NME
+        metrics = keypoint_metrics(pred, target, L15, mask=mask)
+    assert math.isnan(metrics["nme_io"]) and math.isnan(metrics["nme_ip"]) and math.isnan(metrics["fr10"])
+    assert metrics["score"] == pytest.approx(1 / (2 * 0.01 / 2))
+
+
+def test_inputs_of_any_float_type_are_computed_in_float64():
+    pred, target = two_faces()
+    pred = pred + np.random.default_rng(0).normal(0, 0.013, pred.shape)
+    exact = keypoint_metrics(pred.astype(np.float32).astype(np.float64), target.astype(np.float32), L15)
+    assert keypoint_metrics(pred.astype(np.float32), target.astype(np.float32), L15) == exact  # bit for bit
+    halves = keypoint_metrics(torch.tensor(pred, dtype=torch.bfloat16), torch.tensor(target, dtype=torch.bfloat16), L15)
+    assert halves["score"] == pytest.approx(exact["score"], rel=0.05)
+
+
+def test_masks_of_every_kind_are_read_as_booleans():
+    pred, target = two_faces()
+    pred[0, 10] += 1.0  # a wild nose tip in image 0 ...
+    as_bool = np.ones((2, 15), bool)
+    as_bool[0, 10] = False  # ... that the mask hides
+    expected = keypoint_metrics(pred, target, L15, mask=as_bool)
+    for mask in (as_bool.astype(float), as_bool.astype(np.int64), torch.from_numpy(as_bool),
+                 torch.from_numpy(as_bool.astype(np.float32)), as_bool.tolist()):
+        assert keypoint_metrics(pred, target, L15, mask=mask) == expected
+
+
+def test_bad_input_messages_name_the_culprit():
+    pred, target = two_faces()
+    with pytest.raises(ValueError, match=r"^pred must have shape \(N, 15, 2\) for layout kaggle15, got \(2, 14, 2\)"):
+        keypoint_metrics(pred[:, :14], target, L15)
+    with pytest.raises(ValueError, match=r"^target must have shape \(N, 15, 2\)"):
+        keypoint_metrics(pred, target[..., :1], L15)
+    with pytest.raises(ValueError, match=r"^mask must have shape \(2, 15\), got \(2, 14\)"):
+        keypoint_metrics(pred, target, L15, mask=np.ones((2, 14), bool))
+    target[0, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^target has NaN coordinates: pass a mask \(N, K\)"):
+        keypoint_metrics(pred, target, L15)
+    with pytest.raises(ValueError, match=r"^no image has a present keypoint: nothing to evaluate$"):
+        keypoint_metrics(pred, target, L15, mask=np.zeros((2, 15), bool))
+
+
+def test_mismatched_counts_and_a_point_present_in_one_image_only():
+    pred, target = two_faces()
+    with pytest.raises(ValueError, match=r"^pred \(1, 15, 2\) and target \(2, 15, 2\) differ in shape$"):
+        keypoint_metrics(pred[:1], target, L15)
+    mask = np.ones((2, 15), bool)
+    mask[1, 10] = False  # nose tip present in image 0 only: its median is that one error
+    rows = per_keypoint_table(pred, target, L15, mask=mask)
+    assert rows[10]["n"] == 1 and rows[10]["median_px"] == pytest.approx(0.1 * 48)

@@ -57,8 +57,11 @@ def test_default_model_on_40_real_photos_finds_the_faces_and_places_the_points(s
         r["file"] = r["file"].rsplit("/", 1)[-1]
     found, nme = photo_scores(records, truth)
     print(f"\n40 photos, default model: faces found {found}, mean NME_io {100 * nme:.2f}%")
-    assert found >= 38
-    assert nme <= 0.06
+    assert found >= 39  # 40 here
+    # Measured 3.45 % here (9 starts, 3 passes; 3.62 % with the old single 2-pass framing, where the
+    # soft-argmax grid shifted by half a pixel gave 3.86 %): room for another machine's float
+    # rounding, none for a half-pixel bug.
+    assert nme <= 0.0375
     assert len(list((tmp_path / "annotated").iterdir())) == len(truth)
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import click
 
-SMOOTH_DEFAULTS = {"min_cutoff": 1.0, "beta": 0.05}
+from kplab.faces.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF  # NumPy only: cheap at CLI start-up
+
+SMOOTH_DEFAULTS = {"min_cutoff": DEFAULT_MIN_CUTOFF, "beta": DEFAULT_BETA}
 
 
 class _Records:

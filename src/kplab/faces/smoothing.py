@@ -19,6 +19,15 @@ import math
 
 import numpy as np
 
+# Chosen on point tracks with known truth (bench/smoothing_motion.py --grid, README): among the settings
+# that never make a moving face (drift, pan, camera shake) worse than no smoothing at 0.2-1 px of noise,
+# the one that cuts rest jitter most. The lag on a steady move is about 1 / (2 pi beta) px, so keeping
+# it under the model's own 0.2 px noise takes beta near 10; d_cutoff 3 Hz lets the speed estimate
+# follow a shaking camera (1 Hz averaged the shake's speed away and smoothed the shake itself).
+DEFAULT_MIN_CUTOFF = 1.0
+DEFAULT_BETA = 10.0
+DEFAULT_D_CUTOFF = 3.0
+
 
 def smoothing_factor(cutoff, dt: float):
     """alpha = 1 / (1 + tau / dt) with tau = 1 / (2 pi cutoff); elementwise in `cutoff`."""
@@ -27,7 +36,8 @@ def smoothing_factor(cutoff, dt: float):
 
 
 class OneEuroFilter:
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.05, d_cutoff: float = 1.0):
+    def __init__(self, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                 d_cutoff: float = DEFAULT_D_CUTOFF):
         if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
             raise ValueError("One-Euro filter: min_cutoff and d_cutoff must be > 0 and beta >= 0")
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
@@ -57,8 +67,8 @@ class OneEuroFilter:
         return self._x.copy()
 
 
-def smooth_sequence(samples, fps: float, min_cutoff: float = 1.0, beta: float = 0.05,
-                    d_cutoff: float = 1.0) -> np.ndarray:
+def smooth_sequence(samples, fps: float, min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                    d_cutoff: float = DEFAULT_D_CUTOFF) -> np.ndarray:
     """Filter a whole sequence (T, ...) sampled at `fps` frames per second; returns (T, ...)."""
     f = OneEuroFilter(min_cutoff, beta, d_cutoff)
     return np.stack([f(x, i / fps) for i, x in enumerate(np.asarray(samples, np.float64))])

@@ -1,0 +1,166 @@
+"""Flip TTA and the evaluation phase against hand-computed answers and an independent computation.
+
+The mirror is written out here from the task definition rather than taken from kplab: pixel column j
+shows at column 95 - j after a flip, a keypoint x (pixels) sits at column x - PIXEL_CENTRE, so
+x -> 95 + 2 PIXEL_CENTRE - x, i.e. n -> -n + (2 PIXEL_CENTRE - 1) / 48 in I2DL units; and the
+subject's left and right swap names: (0,1) (2,4) (3,5) (6,8) (7,9) (11,12) (DESIGN.md).
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from kplab.cli import main
+from kplab.faces.data import write_npz
+from kplab.faces.evaluate import evaluate, evaluation_report, predict, to_tensors
+from kplab.faces.layout import KAGGLE15, PIXEL_CENTRE
+from kplab.faces.model import load_model
+from kplab.faces.predict import resolve_model
+from kplab.faces.synthetic import synthetic_faces
+
+PAIRS = [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)]
+SWAP = np.arange(15)
+for a, b in PAIRS:
+    SWAP[a], SWAP[b] = b, a
+SHIFT = (2 * PIXEL_CENTRE - 1) / 48
+
+
+def mirror_by_hand(points: np.ndarray) -> np.ndarray:
+    """(..., 15, 2) normalised points of a face -> the points of its mirror image, names swapped."""
+    out = points[..., SWAP, :].copy()
+    out[..., 0] = -out[..., 0] + SHIFT
+    return out
+
+
+# A face that is not symmetric: points i at (i/10 - 0.7, 0.05 i - 0.35).
+P = np.stack([np.arange(15) / 10 - 0.7, np.arange(15) / 20 - 0.35], -1)  # (15, 2)
+
+
+class FixedPoints(nn.Module):
+    """Answers the same points whatever the image shows."""
+
+    def __init__(self, points):
+        super().__init__()
+        self.register_buffer("points", torch.as_tensor(points, dtype=torch.float32).flatten())
+
+    def forward(self, x):
+        return self.points.expand(len(x), -1)
+
+
+class FlipConsistent(nn.Module):
+    """A perfectly mirror-consistent model: P for a face brighter on its left image half, the hand
+    mirror of P for one brighter on the right (the mirror image of the first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("p", torch.as_tensor(P, dtype=torch.float32).flatten())
+        self.register_buffer("q", torch.as_tensor(mirror_by_hand(P), dtype=torch.float32).flatten())
+
+    def forward(self, x):
+        left_brighter = x[..., :48].mean((1, 2, 3)) > x[..., 48:].mean((1, 2, 3))  # (N,)
+        return torch.where(left_brighter[:, None], self.p, self.q)
+
+
+def test_tta_on_a_fixed_answer_averages_it_with_its_hand_mirror():
+    images = torch.rand(3, 1, 96, 96)
+    got = predict(FixedPoints(P), images, KAGGLE15, tta=True).numpy()  # (3, 15, 2)
+    # Point i averages P[i] with the mirrored partner: x_i = (x_i - x_swap(i) + SHIFT) / 2.
+    expected = np.stack([(P[:, 0] - P[SWAP, 0] + SHIFT) / 2, (P[:, 1] + P[SWAP, 1]) / 2], -1)
+    np.testing.assert_allclose(got, np.broadcast_to(expected, got.shape), atol=1e-6)
+    assert got[0, 0, 0] == pytest.approx((-0.7 - (-0.6) + SHIFT) / 2, abs=1e-6)  # left eye centre, by hand
+    assert got[0, 10, 0] == pytest.approx(SHIFT / 2, abs=1e-6)  # nose tip (unpaired): 0.3 - 0.3 + SHIFT
+
+
+def test_tta_changes_nothing_for_a_mirror_consistent_model():
+    images = torch.zeros(4, 1, 96, 96)
+    images[:2, ..., :48] = 1.0  # two faces bright on the left, two bright on the right
+    images[2:, ..., 48:] = 1.0
+    plain = predict(FlipConsistent(), images, KAGGLE15).numpy()
+    tta = predict(FlipConsistent(), images, KAGGLE15, tta=True).numpy()
+    np.testing.assert_allclose(plain[:2], np.broadcast_to(P, (2, 15, 2)), atol=1e-6)
+    np.testing.assert_allclose(tta, plain, atol=1e-6)
+
+
+def test_evaluate_with_tta_scores_a_consistent_model_perfectly():
+    images = torch.zeros(2, 1, 96, 96)
+    images[..., :48] = 1.0
+    target = torch.as_tensor(P, dtype=torch.float32).expand(2, 15, 2)
+    _, metrics = evaluate(FlipConsistent(), images, target, torch.ones(2, 15, dtype=torch.bool), KAGGLE15, tta=True)
+    assert metrics["rmse_px"] == pytest.approx(0.0, abs=1e-4) and metrics["nme_io"] == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------ the evaluation report and `kplab evaluate`
+
+def reference_metrics(model, faces, tta: bool) -> dict:
+    """The I2DL loop written out: per image MSELoss over its 30 coordinates, score = 1 / (2 mean);
+    NME_io per image = mean point distance / distance of the true outer eye corners (3 and 5)."""
+    x = torch.from_numpy(faces.images).float().unsqueeze(1) / 255
+    target = (torch.from_numpy(faces.keypoints).double() - 48) / 48  # (N, 15, 2)
+    with torch.no_grad():
+        pred = model(x).double().view(-1, 15, 2)
+        if tta:
+            pred = (pred + torch.from_numpy(mirror_by_hand(model(x.flip(-1)).double().view(-1, 15, 2).numpy()))) / 2
+    loss = np.mean([nn.MSELoss()(pred[i], target[i]).item() for i in range(len(x))])
+    dist = (pred - target).norm(dim=-1).mean(1)  # (N,)
+    nme = (dist / (target[:, 3] - target[:, 5]).norm(dim=-1)).numpy()
+    return {"score": 1 / (2 * loss), "rmse_px": 48 * np.sqrt(loss), "nme_io": nme.mean(),
+            "fr10": np.mean(nme > 0.1), "auc10": np.mean(np.clip(1 - nme / 0.1, 0, 1))}
+
+
+@pytest.fixture(scope="module")
+def tiny_faces():
+    return synthetic_faces(12, seed=5)
+
+
+@pytest.fixture(scope="module")
+def shipped_dir():
+    """The shipped model: trained, so its mirrored predictions mean something (a random network
+    answers about the same points for every face, which would hide a missing swap)."""
+    return resolve_model("default")
+
+
+def test_evaluation_report_numbers_match_the_i2dl_loop(shipped_dir, tiny_faces, tmp_path, tta=True):
+    model = load_model(shipped_dir)
+    metrics, text = evaluation_report(model, tiny_faces, tmp_path, tta=tta)
+    expected = reference_metrics(model, tiny_faces, tta)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    assert json.loads((tmp_path / "metrics.json").read_text()) == pytest.approx(metrics)
+    rows = (tmp_path / "keypoints.csv").read_text().splitlines()
+    assert len(rows) == 16 and rows[1].startswith("left_eye_center")
+    assert ("(flip TTA)" in text) == tta
+    for name in ("ced.png", "worst.png", "random.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_the_reference_tells_a_missing_swap_apart(shipped_dir, tiny_faces):
+    # Guards the reference itself: on these faces a TTA that skips the swap scores far lower, so the
+    # comparisons above would see it.
+    model = load_model(shipped_dir)
+    plain, tta = (reference_metrics(model, tiny_faces, t)["score"] for t in (False, True))
+    # What TTA without the name swap would give:
+    x = torch.from_numpy(tiny_faces.images).float().unsqueeze(1) / 255
+    with torch.no_grad():
+        back = model(x.flip(-1)).view(-1, 15, 2).numpy()
+    back[..., 0] = -back[..., 0] + SHIFT
+    target = (tiny_faces.keypoints - 48) / 48
+    no_swap = 1 / (2 * np.mean(((model(x).detach().view(-1, 15, 2).numpy() + back) / 2 - target) ** 2))
+    print(f"\nshipped model on 12 synthetic faces: score {plain:.1f}, flip TTA {tta:.1f}, TTA without swap {no_swap:.1f}")
+    assert no_swap < 0.5 * min(plain, tta)
+
+
+def test_kplab_evaluate_cli_prints_the_reference_numbers(shipped_dir, tiny_faces, tmp_path):
+    data = tmp_path / "faces.npz"
+    write_npz(data, {"train": tiny_faces, "val": tiny_faces})
+    result = CliRunner().invoke(main, ["evaluate", str(shipped_dir), "--data", str(data), "--json",
+                                       "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = reference_metrics(load_model(shipped_dir), tiny_faces, tta=False)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
+    assert metrics["n_images"] == len(tiny_faces)
