@@ -1,15 +1,23 @@
-"""Flip pairs checked against the point names, for every layout kplab defines.
+"""Layouts: flip pairs checked against the point names, against geometry and against the task
+definitions, for every layout kplab defines; references, derivations and the file round trip.
 
-A mirror turns the subject's left into their right, so point `left_x` must pair with `right_x`
-(the words `left` and `right` traded, everything else equal) and a point whose name says no side
-(nose tip, lip centres) pairs with nothing. The pairs are derived here from the names alone.
+A mirror turns the subject's left into their right, so in a layout named like Kaggle's, point
+`left_x` must pair with `right_x` (the words `left` and `right` traded, everything else equal) and a
+point whose name says no side (nose tip, lip centres) pairs with nothing. iBUG's names number each
+side's points in image order (right_eye_1 is the outer corner, left_eye_1 the inner one), so its
+pairs are checked against its template's mirror image and the 300-W definition instead.
 """
+
+import json
 
 import numpy as np
 import pytest
 
+from kplab.errors import KplabError
 from kplab.faces import layout as layout_module
-from kplab.faces.layout import KAGGLE15, Layout
+from kplab.faces.layout import (IBUG68, KAGGLE15, LAYOUTS, Layout, convert_points, get_layout, layout_for_count,
+                                layout_for_names)
+from kplab.faces.metrics import keypoint_metrics, per_image_nme, per_region_table
 
 SIDES = {"left": "right", "right": "left"}
 
@@ -38,6 +46,13 @@ def pairs_from_names(names) -> set[tuple[int, int]]:
     return pairs
 
 
+def pairs_by_name(layout: Layout) -> bool:
+    """Whether the names pair by side alone (Kaggle-style): some name says a side, and no sided name is
+    numbered (numbered points, as iBUG's right_eye_1..6, run in image order on both sides)."""
+    sided = [n for n in layout.names if {"left", "right"} & set(n.split("_"))]
+    return bool(sided) and not any(n.split("_")[-1].isdigit() for n in sided)
+
+
 def flip_pair_problems(layout: Layout) -> list[str]:
     """What is wrong with a layout's flip pairs, judged by its names (empty when nothing is)."""
     names = list(layout.names)
@@ -51,10 +66,11 @@ def flip_pair_problems(layout: Layout) -> list[str]:
 
 
 def test_every_layout_is_found():
-    assert KAGGLE15 in all_layouts()
+    assert KAGGLE15 in all_layouts() and IBUG68 in all_layouts()
+    assert pairs_by_name(KAGGLE15) and not pairs_by_name(IBUG68)
 
 
-@pytest.mark.parametrize("layout", all_layouts(), ids=lambda lay: lay.name)
+@pytest.mark.parametrize("layout", [lay for lay in all_layouts() if pairs_by_name(lay)], ids=lambda lay: lay.name)
 def test_flip_pairs_follow_the_names(layout):
     assert flip_pair_problems(layout) == []
     # The permutation the flips use: every named point goes to its mirror name, unsided points stay.
@@ -112,3 +128,107 @@ def test_layout_round_trips_through_plain_data_and_names_its_csv_columns():
 def test_bad_layouts_are_refused_by_name(names, pairs, message):
     with pytest.raises(ValueError, match=f"^{message}$"):
         Layout("bad", names, pairs)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+def test_flip_pairs_are_the_mirror_image_of_the_template(layout):
+    """Mirror the layout's own template about its left-right axis and match mirrored points to points by
+    the flip permutation: no exchange of two matches may bring the points closer (a pair that joins an
+    inner and an outer corner, or 37 with 43 instead of 44, fails). Nearest neighbours alone would not
+    do: iBUG's outer and inner mouth corners nearly coincide."""
+    shape = np.asarray(layout.template)  # (K, 2)
+    mirrored = shape * (-1, 1) + (2 * shape[:, 0].mean(), 0)
+    cost = ((mirrored[:, None] - shape[None]) ** 2).sum(-1)  # (K, K) squared distances
+    perm, rows = layout.flip_permutation, np.arange(layout.n_points)
+    kept = cost[rows, perm]  # (K,)
+    exchanged = cost[rows[:, None], perm[None, :]] + cost[rows[None, :], perm[:, None]]  # i gets perm[j], j perm[i]
+    assert (kept[:, None] + kept[None, :] - exchanged).max() <= 1e-9
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+def test_a_flip_pair_is_subject_left_then_subject_right(layout):
+    """'left' is the subject's left, which shows at image right (larger x)."""
+    shape = np.asarray(layout.template)
+    for left, right in layout.flip_pairs:
+        assert shape[left, 0] > shape[right, 0], (layout.names[left], layout.names[right])
+        if layout is KAGGLE15:
+            assert layout.names[left].startswith("left_") or layout.names[left].startswith("mouth_left")
+
+
+def test_ibug68_markup_as_the_300w_convention_numbers_it():
+    assert IBUG68.n_points == 68
+    assert {k: (v[0], v[-1]) for k, v in IBUG68.regions.items()} == {
+        "jaw": (0, 16), "brows": (17, 26), "nose": (27, 35), "eyes": (36, 47), "mouth": (48, 67)}
+    assert IBUG68.references["io"] == ((45,), (36,))  # outer eye corners: 46 and 37 counted from 1
+    assert IBUG68.references["ip"] == (tuple(range(42, 48)), tuple(range(36, 42)))
+    perm = IBUG68.flip_permutation
+    assert [perm[i] for i in (0, 8, 17, 21, 30, 31, 36, 39, 40, 48, 51, 57, 60, 62, 65)] == \
+           [16, 8, 26, 22, 30, 35, 45, 42, 47, 54, 51, 57, 64, 62, 67]
+
+
+def test_nme_io_of_68_points_divides_by_the_outer_eye_corners():
+    truth = np.asarray(IBUG68.template)[None] / 48  # (1, 68, 2), any units
+    pred = truth.copy()
+    pred[0, 10] += (0.3, 0.4)  # one point off by 0.5
+    io = np.linalg.norm(truth[0, 45] - truth[0, 36])
+    ip = np.linalg.norm(truth[0, 42:48].mean(0) - truth[0, 36:42].mean(0))
+    np.testing.assert_allclose(per_image_nme(pred, truth, IBUG68, "io"), [0.5 / 68 / io])
+    np.testing.assert_allclose(per_image_nme(pred, truth, IBUG68, "ip"), [0.5 / 68 / ip])
+    rows = {r["region"]: r for r in per_region_table(pred, truth, IBUG68)}
+    np.testing.assert_allclose(rows["jaw"]["nme_io"], 0.5 / 17 / io)
+    assert rows["eyes"]["nme_io"] == 0 and rows["all"]["points"] == 68
+    np.testing.assert_allclose(rows["jaw"]["mean_px"], 48 * 0.5 / 17)
+    metrics = keypoint_metrics(pred, truth, IBUG68)
+    np.testing.assert_allclose(metrics["nme_io"], 0.5 / 68 / io)
+    np.testing.assert_allclose(metrics["score"], 1 / (2 * (0.25 / 136)))
+
+
+def test_68_points_give_the_15_kaggle_points():
+    points = np.random.default_rng(0).normal(size=(3, 68, 2))
+    fifteen = convert_points(points, IBUG68, KAGGLE15)
+    assert fifteen.shape == (3, 15, 2)
+    np.testing.assert_allclose(fifteen[:, KAGGLE15.index("left_eye_center")], points[:, 42:48].mean(1))
+    np.testing.assert_allclose(fifteen[:, KAGGLE15.index("right_eye_outer_corner")], points[:, 36])
+    np.testing.assert_allclose(fifteen[:, KAGGLE15.index("nose_tip")], points[:, 30])
+    np.testing.assert_allclose(fifteen[:, KAGGLE15.index("mouth_center_bottom_lip")], points[:, 57])
+    points[1, 44] = np.nan  # a missing left-eye point leaves the left eye centre missing, nothing else
+    fifteen = convert_points(points, IBUG68, KAGGLE15)
+    assert np.isnan(fifteen[1]).any(-1).tolist() == [True] + [False] * 14
+    # deriving commutes with mirroring: flip the 68, derive = derive, then flip the 15
+    mirror68 = (points * (-1, 1))[:, IBUG68.flip_permutation]
+    mirror15 = (convert_points(points, IBUG68, KAGGLE15) * (-1, 1))[:, KAGGLE15.flip_permutation]
+    np.testing.assert_allclose(convert_points(mirror68, IBUG68, KAGGLE15), mirror15)
+    with pytest.raises(KplabError, match="cannot give ibug68"):
+        KAGGLE15.converter(IBUG68)
+
+
+def test_layouts_are_found_by_names_count_name_or_file(tmp_path):
+    assert layout_for_names(list(reversed(IBUG68.names))) is IBUG68
+    assert layout_for_count(15) is KAGGLE15
+    with pytest.raises(KplabError, match="match no known layout"):
+        layout_for_names(["a", "b"])
+    assert get_layout("ibug68") is IBUG68
+    custom = {"name": "eyes2", "names": ["left_eye_center", "right_eye_center"], "flip_pairs": [[0, 1]],
+              "contours": [{"points": [0, 1]}]}
+    (tmp_path / "eyes2.json").write_text(json.dumps(custom))
+    eyes = get_layout(tmp_path / "eyes2.json")
+    assert eyes.n_points == 2 and eyes.contours[0].points == (0, 1)
+    with pytest.raises(KplabError, match="unknown layout"):
+        get_layout("nope")
+
+
+def test_a_layout_survives_its_dict_and_old_model_files_get_the_registered_one():
+    for layout in LAYOUTS.values():
+        again = Layout.from_dict(json.loads(json.dumps(layout.to_dict())))
+        assert again == layout and again.regions == layout.regions and again.derive == layout.derive
+    bare = {"name": "kaggle15", "names": list(KAGGLE15.names), "flip_pairs": [list(p) for p in KAGGLE15.flip_pairs]}
+    assert Layout.from_dict(bare) is KAGGLE15
+    with pytest.raises(ValueError, match="outside"):
+        Layout("bad", ("a", "b"), (), regions={"r": (0, 2)})
+
+
+@pytest.mark.real
+def test_faces15_points_are_derived_from_its_68_source_points(shared_data):
+    data = np.load(shared_data / "faces" / "faces15.npz")
+    derived = convert_points(data["keypoints68"], IBUG68, KAGGLE15)
+    np.testing.assert_allclose(derived, data["keypoints"], atol=1e-4)
