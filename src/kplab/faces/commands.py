@@ -29,7 +29,7 @@ def _device(name: str) -> str:
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--data", "data_path", default=None, help="I2DL folder, Kaggle CSV or .npz; synthetic faces when omitted")
+@click.option("--data", "data_path", default=None, help="I2DL folder, Kaggle CSV, .npz or packed folder; synthetic faces when omitted")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None, help="training recipe (default: default)")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="TOML config file")
 @click.option("--set", "set_items", multiple=True, metavar="KEY=VALUE", help="override a config field, e.g. --set epochs=3 lr=1e-3")
@@ -39,8 +39,11 @@ def _device(name: str) -> str:
 @click.option("--resume", is_flag=True, help="continue an interrupted run in --out")
 @click.argument("extra", nargs=-1, metavar="")
 def train(data_path, preset, config_file, set_items, out, seed, device, resume, extra):
-    """Train a face keypoint model; writes model.safetensors, model.json, metrics.json, curves.png, val_grid.png."""
+    """Train a face keypoint model; writes model.safetensors, model.json, metrics.json, curves.png, val_grid.png.
+
+    Data-parallel: `torchrun --nproc-per-node N -m kplab train ...` (batch_size is the global batch)."""
     from kplab.config import load_config, to_dict
+    from kplab.distributed import is_main_process
     from kplab.faces.data import read_train_val
     from kplab.faces.train import TrainConfig, train as run_training
     from kplab.faces.evaluate import write_training_figures
@@ -55,8 +58,9 @@ def train(data_path, preset, config_file, set_items, out, seed, device, resume, 
     train_set, val_set = read_train_val(data_path)  # the split is a property of the data, not of the run
     summary = run_training(cfg, train_set, val_set, out, device=_device(device), resume=resume,
                            config_extra={"data": str(data_path or "synthetic"), "preset": preset})
-    write_training_figures(out, summary["history"], val_set)
-    say(f"best val score {summary['best_val_score']:.1f}; model in {out}")
+    if is_main_process():  # under torchrun the other ranks have nothing to draw or say
+        write_training_figures(out, summary["history"], val_set)
+        say(f"best val score {summary['best_val_score']:.1f}; model in {out}")
 
 
 @click.command(context_settings={"show_default": True})

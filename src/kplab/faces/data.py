@@ -12,6 +12,7 @@ Sources (`read_faces(path, split)`):
 - a `.csv` file: Kaggle or I2DL CSV, every row kept (gaps become NaN); it has no splits.
 - a `.npz` file: `images`, `keypoints`, optional `split`, `person`, `names`, `keypoint_names`;
   split=None reads every row.
+- a packed folder (`kplab pack`, see packed.py): its images stay on disk, memory-mapped.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def read_faces(path: str | Path | None, split: str | None = None, *, layout: Lay
         _warn_synthetic(path, {split: _synthetic_split_size(n_train, split)}, seed)
         return _synthetic(n_train, split, seed, layout)
     path = Path(path)
+    if _is_packed(path):
+        return _packed().read_packed(path, split, layout)
     if path.is_dir():
         return _read_i2dl_split(path, split or "train", layout)
     if not path.exists():
@@ -137,6 +140,8 @@ def read_train_val(path: str | Path | None, *, layout: Layout = KAGGLE15, seed: 
         _warn_synthetic(path, {s: _synthetic_split_size(n_train, s) for s in ("train", "val")}, seed)
         return _synthetic(n_train, "train", seed, layout), _synthetic(n_train, "val", seed, layout)
     path = Path(path)
+    if _is_packed(path):
+        return _packed().read_packed_train_val(path, layout, seed, val_fraction)
     if path.is_dir():
         return _read_i2dl_split(path, "train", layout), _read_i2dl_split(path, "val", layout)
     if path.suffix.lower() == ".npz" and available_splits(path):
@@ -157,6 +162,8 @@ def available_splits(path: str | Path | None) -> tuple[str, ...]:
     if _is_synthetic(path):
         return SYNTHETIC_SPLITS
     path = Path(path)
+    if _is_packed(path):
+        return _packed().packed_splits(path)
     if path.is_dir():
         return tuple(s for s, f in I2DL_FILES.items() if (path / f).is_file())
     if path.suffix.lower() == ".npz" and path.is_file():
@@ -303,6 +310,16 @@ def write_npz(path: str | Path, faces: FaceSet | Mapping[str, FaceSet]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+def _is_packed(path: Path) -> bool:
+    return (path / "manifest.json").is_file() or (path / "images.npy").is_file()  # `kplab pack` (packed.py)
+
+
+def _packed():
+    from kplab.faces import packed  # here: packed.py imports this module
+
+    return packed
+
 
 def _is_synthetic(path) -> bool:
     return path is None or str(path) == "synthetic" or str(path).startswith("synthetic:")
