@@ -5,7 +5,8 @@ disk: each batch reads its rows from the memory map and converts just those, wit
 arithmetic, so both give the same numbers. After each batch the map's pages are dropped from this
 process (MADV_DONTNEED; the kernel's page cache keeps them): the kernel maps whole page-cache folios
 (2 MB on the machine measured) around each 9 KB row, so without this resident memory climbs towards
-the whole file within one epoch. Dropping costs about 2 ms a batch, under 1 % of a training step.
+the whole file within one epoch. Dropping costs about 2 ms a batch of 32 from a 200,000-face pack,
+about 1 % of a step of the shipped network on one core.
 """
 
 from __future__ import annotations
