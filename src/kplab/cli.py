@@ -29,10 +29,11 @@ def main():
 from kplab.digits.commands import digits  # noqa: E402
 from kplab.faces.commands import crop, evaluate, train  # noqa: E402
 from kplab.faces.deploy_commands import bench, export, predict  # noqa: E402
+from kplab.faces.pack_command import pack  # noqa: E402
 from kplab.scratch.commands import fundamentals  # noqa: E402
 from kplab.serve.commands import serve  # noqa: E402
 
-for _command in (train, evaluate, crop, predict, export, bench, serve, digits, fundamentals):
+for _command in (train, evaluate, crop, pack, predict, export, bench, serve, digits, fundamentals):
     main.add_command(_command)
 
 if __name__ == "__main__":

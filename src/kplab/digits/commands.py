@@ -43,8 +43,12 @@ def _build_config(preset, config_file, overrides, labels, seed, base=None):
 
 
 def _setup(cfg):
+    import os
+
     import torch
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # N copies would train N identical models into one folder
+        raise click.UsageError("digits training runs in one process (README: Scaling out); run it without torchrun")
     torch.set_num_threads(cfg.threads)
 
 

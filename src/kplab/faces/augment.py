@@ -138,18 +138,24 @@ class Augmenter:
         self.flip_permutation = torch.as_tensor(layout.flip_permutation, dtype=torch.long)
         self.blur_radius = math.ceil(3 * cfg.blur_sigma[1])  # covers 99.7 % of the widest kernel
 
-    def __call__(self, images, points, mask, generator: torch.Generator):
-        images, points, mask = self.geometric(images, points, mask, generator)
-        return self.photometric(images, generator), points, mask
+    def __call__(self, images, points, mask, generator: torch.Generator, share: slice | None = None,
+                 batch: int | None = None):
+        """`share`/`batch`: these images are rows `share` of a batch of `batch` (one rank's part of a
+        data-parallel batch). Every draw is then made for the whole batch and sliced, so each row is
+        augmented exactly as it would be in one process augmenting the whole batch."""
+        rows = (share, batch) if share is not None else (slice(None), images.shape[0])
+        images, points, mask = self.geometric(images, points, mask, generator, rows)
+        return self.photometric(images, generator, rows), points, mask
 
-    def geometric(self, images, points, mask, generator: torch.Generator):
+    def geometric(self, images, points, mask, generator: torch.Generator, rows=None):
         """Random mirror + affine for pixels and points alike; mask follows the relabelling."""
         self._check_shapes(images, points, mask)
-        cfg, n = self.cfg, images.shape[0]
-        flip = _uniform(generator, (n,), 0.0, 1.0, images.device, torch.float32) < cfg.flip  # (N,)
+        cfg = self.cfg
+        share, n = rows or (slice(None), images.shape[0])
+        flip = (_uniform(generator, (n,), 0.0, 1.0, images.device, torch.float32) < cfg.flip)[share]  # (N,)
         A = random_affine(n, rotation_deg=cfg.rotation_deg, scale=cfg.scale, shift=cfg.shift,
                           shear_deg=cfg.shear_deg, generator=generator, device=images.device,
-                          dtype=images.dtype)  # (N, 2, 3)
+                          dtype=images.dtype)[share]  # (N, 2, 3)
         A = matmul_affine(A, hflip_affine(flip, images.dtype))  # mirror first, then the pose change
         images = warp_images(images, A, padding_mode=cfg.padding)
         moved = warp_points(points_to_grid(points, self.pixel_centre), A.to(points.dtype))  # (N, K, 2)
@@ -159,12 +165,13 @@ class Augmenter:
         mask = torch.where(flip[:, None], mask[:, perm], mask)  # (N, K)
         return images, points, mask
 
-    def photometric(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def photometric(self, images: torch.Tensor, generator: torch.Generator, rows=None) -> torch.Tensor:
         """Gamma, contrast, brightness, cutout, blur, noise with per-sample strengths; clamp to [0, 1]."""
-        cfg, (n, _, h, w) = self.cfg, images.shape
+        cfg, (_, _, h, w) = self.cfg, images.shape
+        share, n = rows or (slice(None), images.shape[0])
 
         def uniform(lo, hi, *shape):
-            return _uniform(generator, (n, *shape), lo, hi, images.device, images.dtype)
+            return _uniform(generator, (n, *shape), lo, hi, images.device, images.dtype)[share]
 
         gamma = torch.exp(uniform(-cfg.gamma, cfg.gamma, 1, 1, 1))  # (N, 1, 1, 1)
         contrast = uniform(1 - cfg.contrast, 1 + cfg.contrast, 1, 1, 1)
@@ -193,8 +200,8 @@ class Augmenter:
             x[blurred] = gaussian_blur(x[blurred], sigma[blurred], self.blur_radius)
 
         noise_std = uniform(0, cfg.noise, 1, 1, 1)  # (N, 1, 1, 1)
-        noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
-        return torch.addcmul(x, noise.to(x.device), noise_std).clamp_(0, 1)
+        noise = torch.randn((n, *x.shape[1:]), generator=generator, device=generator.device, dtype=x.dtype)
+        return torch.addcmul(x, noise[share].to(x.device), noise_std).clamp_(0, 1)
 
     def _check_shapes(self, images, points, mask):
         n, k = images.shape[0], self.layout.n_points

@@ -30,8 +30,8 @@ def _device(name: str) -> str:
 
 @click.command(context_settings={"show_default": True})
 @click.option("--data", "data_path", default=None,
-              help="I2DL folder, Kaggle CSV, .npz, or annotated photos (folder with .pts files, imglab .xml, "
-                   "photo CSV); synthetic faces when omitted")
+              help="I2DL folder, Kaggle CSV, .npz, packed folder (`kplab pack`), or annotated photos (folder "
+                   "with .pts files, imglab .xml, photo CSV); synthetic faces when omitted")
 @click.option("--val", "val_path", default=None,
               help="validation faces (any --data form); default: the data's val split, or a seeded hold-out")
 @click.option("--layout", default=None, help="keypoint layout (kaggle15, ibug68 or a layout .json)  "
@@ -45,8 +45,11 @@ def _device(name: str) -> str:
 @click.option("--resume", is_flag=True, help="continue an interrupted run in --out")
 @click.argument("extra", nargs=-1, metavar="")
 def train(data_path, val_path, layout, preset, config_file, set_items, out, seed, device, resume, extra):
-    """Train a face keypoint model; writes model.safetensors, model.json, metrics.json, curves.png, val_grid.png."""
+    """Train a face keypoint model; writes model.safetensors, model.json, metrics.json, curves.png, val_grid.png.
+
+    Data-parallel: `torchrun --nproc-per-node N -m kplab train ...` (batch_size is the global batch)."""
     from kplab.config import load_config, to_dict
+    from kplab.distributed import is_main_process
     from kplab.faces.data import read_train_val
     from kplab.faces.layout import get_layout
     from kplab.faces.train import TrainConfig, train as run_training
@@ -65,8 +68,9 @@ def train(data_path, val_path, layout, preset, config_file, set_items, out, seed
     summary = run_training(cfg, train_set, val_set, out, device=_device(device), resume=resume,
                            config_extra={"data": str(data_path or "synthetic"), "preset": preset,
                                          **({"val": str(val_path)} if val_path else {})})
-    write_training_figures(out, summary["history"], val_set)
-    say(f"best val score {summary['best_val_score']:.1f}; model in {out}")
+    if is_main_process():  # under torchrun the other ranks have nothing to draw or say
+        write_training_figures(out, summary["history"], val_set)
+        say(f"best val score {summary['best_val_score']:.1f}; model in {out}")
 
 
 @click.command(context_settings={"show_default": True})

@@ -12,6 +12,7 @@ Sources (`read_faces(path, split)`):
 - a `.csv` file: Kaggle or I2DL CSV, every row kept (gaps become NaN); it has no splits.
 - a `.npz` file: `images`, `keypoints`, optional `split`, `person`, `names`, `keypoint_names`,
   `photo`, `framing_target`; split=None reads every row.
+- a packed folder (`kplab pack`, see packed.py): its images stay on disk, memory-mapped.
 - annotated full-size photos (a folder with `.pts` files, an imglab `.xml`, a CSV with a `file`
   column): faces cut out and framed by `photo_faces.py`; no splits.
 
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from kplab.errors import ConfigError, DataError, KplabError
-from kplab.faces.faceset import FaceSet
+from kplab.faces.faceset import FaceSet, hold_out
 from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, LAYOUTS, Layout, layout_for_count, layout_for_names
 from kplab.progress import say
 
@@ -56,6 +57,8 @@ def read_faces(path: str | Path | None, split: str | None = None, *, layout: Lay
         _warn_synthetic(path, {split: _synthetic_split_size(n_train, split)}, seed)
         return _synthetic(n_train, split, seed, layout or KAGGLE15)
     path = Path(path)
+    if _is_packed(path):
+        return _packed().read_packed(path, split, layout)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if is_photo_source(path):
@@ -83,7 +86,7 @@ def is_photo_source(path: Path) -> bool:
     """Full-size photos with annotations: an imglab .xml, a CSV with a `file` column instead of `Image`,
     or a folder that is not an I2DL folder."""
     if path.is_dir():
-        return not any((path / f).is_file() for f in I2DL_FILES.values())
+        return not _is_packed(path) and not any((path / f).is_file() for f in I2DL_FILES.values())
     if path.suffix.lower() == ".xml":
         return True
     if path.suffix.lower() == ".csv" and path.is_file():
@@ -118,6 +121,8 @@ def read_train_val(path: str | Path | None, *, layout: Layout | None = None, see
         return (_synthetic(n_train, "train", seed, layout or KAGGLE15),
                 _synthetic(n_train, "val", seed, layout or KAGGLE15))
     path = Path(path)
+    if _is_packed(path):
+        return _packed().read_packed_train_val(path, layout, seed, val_fraction)
     if path.is_dir() and not is_photo_source(path):
         return _read_i2dl_split(path, "train", layout), _read_i2dl_split(path, "val", layout)
     if path.suffix.lower() == ".npz" and available_splits(path):
@@ -139,6 +144,8 @@ def available_splits(path: str | Path | None) -> tuple[str, ...]:
     if _is_synthetic(path):
         return SYNTHETIC_SPLITS
     path = Path(path)
+    if _is_packed(path):
+        return _packed().packed_splits(path)
     if path.is_dir():
         return tuple(s for s, f in I2DL_FILES.items() if (path / f).is_file())
     if path.suffix.lower() == ".npz" and path.is_file():
@@ -147,22 +154,6 @@ def available_splits(path: str | Path | None) -> tuple[str, ...]:
                 return ()
             return tuple(str(s) for s in np.unique(_npz_field(npz, "split", path).astype(str)))
     return ()
-
-
-def hold_out(n: int, fraction: float, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
-    """(n,) bool, True for a deterministic random ~`fraction` of rows; whole groups go together.
-
-    Groups (e.g. person ids) are shuffled by `seed` and taken until the held-out rows reach
-    round(fraction * n); without groups every row is its own group.
-    """
-    groups = np.arange(n) if groups is None else np.asarray(groups)
-    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(uniq))
-    target = max(1, round(fraction * n))
-    taken = order[: np.searchsorted(np.cumsum(counts[order]), target) + 1]
-    chosen = np.zeros(len(uniq), dtype=bool)
-    chosen[taken] = True
-    return chosen[inverse.reshape(-1)]
 
 
 def read_csv(path: str | Path, layout: Layout | None = None) -> FaceSet:
@@ -296,6 +287,16 @@ def write_npz(path: str | Path, faces: FaceSet | Mapping[str, FaceSet]) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+
+def _is_packed(path: Path) -> bool:
+    return (path / "manifest.json").is_file() or (path / "images.npy").is_file()  # `kplab pack` (packed.py)
+
+
+def _packed():
+    from kplab.faces import packed  # here: memory mapping is only needed for packed folders
+
+    return packed
+
 
 def _is_synthetic(path) -> bool:
     return path is None or str(path) == "synthetic" or str(path).startswith("synthetic:")

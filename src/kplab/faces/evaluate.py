@@ -35,10 +35,21 @@ def in_layout(model: torch.nn.Module, model_layout: Layout, target: Layout) -> t
 
 def to_tensors(faces: FaceSet, device="cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Images (N, 1, 96, 96) float in [0, 1], normalised points (N, K, 2) with 0 where missing, mask (N, K)."""
-    images = torch.from_numpy(faces.images).to(device).unsqueeze(1).float().div_(255)
+    return image_tensor(faces.images, device), *label_tensors(faces, device)
+
+
+def image_tensor(images: np.ndarray, device="cpu") -> torch.Tensor:
+    """uint8 (N, 96, 96) -> float (N, 1, 96, 96) in [0, 1] on `device`."""
+    if not images.flags.writeable:  # a read-only memory map (packed.py): torch wants its own copy
+        images = np.array(images)
+    return torch.from_numpy(images).to(device).unsqueeze(1).float().div_(255)
+
+
+def label_tensors(faces: FaceSet, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised points (N, K, 2) with 0 where missing, and the mask (N, K) of present points."""
     mask = torch.from_numpy(faces.mask).to(device)
     points = torch.from_numpy(np.nan_to_num(normalise(faces.keypoints), nan=0.0)).float().to(device)
-    return images, points, mask
+    return points, mask
 
 
 @torch.no_grad()

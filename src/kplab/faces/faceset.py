@@ -86,3 +86,19 @@ class FaceSet:
     def groups(self) -> np.ndarray | None:
         """What must not be split between train and val: the person where known, else the photo."""
         return self.person if self.person is not None else self.photo
+
+
+def hold_out(n: int, fraction: float, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """(n,) bool, True for a deterministic random ~`fraction` of rows; whole groups go together.
+
+    Groups (e.g. person ids) are shuffled by `seed` and taken until the held-out rows reach
+    round(fraction * n); without groups every row is its own group.
+    """
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    uniq, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    target = max(1, round(fraction * n))
+    taken = order[: np.searchsorted(np.cumsum(counts[order]), target) + 1]
+    chosen = np.zeros(len(uniq), dtype=bool)
+    chosen[taken] = True
+    return chosen[inverse.reshape(-1)]

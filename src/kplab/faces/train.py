@@ -19,10 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kplab import checkpoint
+from kplab import checkpoint, distributed
 from kplab.config import to_dict
 from kplab.errors import ConfigError
 from kplab.faces.augment import AugmentConfig, Augmenter
+from kplab.faces.batches import FaceTensors
 from kplab.faces.faceset import FaceSet
 from kplab.faces.evaluate import evaluate, to_tensors
 from kplab.faces.model import ModelConfig, build_model, count_params, save_model
@@ -34,7 +35,9 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     epochs: int = 45              # the defaults are the `default` preset (about five minutes on 2 cores)
-    batch_size: int = 32
+    epoch_steps: int = 0          # 0: an epoch is one pass over the training set; N: at most N steps
+    batch_size: int = 32          # the global batch: under torchrun each rank takes its share of it
+    sync_batchnorm: bool = True   # under torchrun: BN statistics of the global batch (false: per rank)
     lr: float = 2e-3              # peak learning rate after warm-up
     min_lr_ratio: float = 0.01    # cosine decays to lr * min_lr_ratio
     warmup_epochs: float = 1.0
@@ -82,33 +85,35 @@ class EMA:
             e.copy_(m)
 
 
-def train_one_epoch(model, ema, optimizer, augmenter, data, cfg: TrainConfig, epoch: int,
-                    steps_per_epoch: int, total_steps: int) -> float:
-    images, points, mask = data  # (N, 1, 96, 96), (N, K, 2), (N, K) on `device`
+def train_one_epoch(model, ema, optimizer, augmenter, data: FaceTensors, cfg: TrainConfig, epoch: int,
+                    steps_per_epoch: int, total_steps: int, ranks=distributed.Ranks()) -> float:
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws from the global generator
-    order = torch.randperm(len(images), generator=gen)
+    torch.manual_seed(ranks.seed(cfg.seed * 100_003 + epoch))  # dropout draws from the global generator
+    order = torch.randperm(len(data), generator=gen)  # the same on every rank
     model.train()
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     running, progress = 0.0, bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}")
     for i in progress:
         step = epoch * steps_per_epoch + i
-        idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        x, y, m = augmenter(images[idx], points[idx], mask[idx], gen)
+        batch = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        share = ranks.share(len(batch))  # this rank's rows of the global batch (all of it when alone)
+        ranks.log_rows(epoch, i, batch[share])
+        x, y, m = augmenter(*data[batch[share]], gen, share=share, batch=len(batch))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, warmup, cfg.lr, cfg.min_lr_ratio)
         pred = model(x.contiguous(memory_format=torch.channels_last)).view_as(y)  # (B, K, 2)
-        loss = masked_loss(pred, y, m, cfg.loss)
+        loss = distributed.as_global_mean(masked_loss(pred, y, m, cfg.loss), m, ranks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        ema.update(model, step)
+        if ema is not None:  # rank 0 only
+            ema.update(model, step)
         running += (loss.item() - running) / (i + 1)
         progress.set_postfix(loss=f"{running:.4f}")
     progress.close()
-    return running
+    return distributed.mean(running, ranks)
 
 
 def _state_tensors(model, ema, optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -127,7 +132,8 @@ def _restore_state(tensors, meta, model, ema, optimizer) -> None:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
     model.load_state_dict(strip("model."))
-    ema.model.load_state_dict(strip("ema."))
+    if ema is not None:
+        ema.model.load_state_dict(strip("ema."))
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in strip("optim.").items():
         pid, name = key.split(".", 1)
@@ -139,21 +145,25 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
           device: str = "cpu", resume: bool = False, config_extra: dict | None = None) -> dict[str, Any]:
     """Train, keep the best EMA weights by val score in OUT/model.*; return the final metrics dict."""
     out = Path(out)
+    ranks = distributed.start(device)  # under torchrun: join the other ranks (see distributed.py)
+    device = ranks.device
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     layout = train_set.layout
     model = build_model(cfg.model, layout).to(device).to(memory_format=torch.channels_last)
-    ema = EMA(model, cfg.ema_decay)
+    ema = EMA(model, cfg.ema_decay) if ranks.main else None
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN, biases, temperature
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     augmenter = Augmenter(cfg.augment, layout)
-    data = to_tensors(train_set, device)
+    data = FaceTensors(train_set, device)  # a packed set stays on disk and is read batch by batch
     val = to_tensors(val_set, device)
     steps_per_epoch = len(train_set) // cfg.batch_size  # drop the ragged last batch (BN needs > 1)
+    if cfg.epoch_steps > 0:
+        steps_per_epoch = min(steps_per_epoch, cfg.epoch_steps)
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_set)} training faces is fewer than one batch of {cfg.batch_size}")
     total_steps = cfg.epochs * steps_per_epoch
@@ -172,7 +182,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
         if meta.get("config") != to_dict(cfg):
             raise ConfigError(f"{out}: --resume needs the same config as the interrupted run "
                               f"(saved in {state_file})")
-        _restore_state(tensors, meta, model, ema, optimizer)
+        _restore_state(tensors, meta, model, ema, optimizer)  # every rank resumes from rank 0's state
         history, best, start_epoch = meta["history"], meta["best_score"], meta["epoch"] + 1
         say(f"resuming {out} after epoch {start_epoch} (best val score so far {best:.1f})")
     elif resume:
@@ -181,9 +191,12 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
     say(f"model: {count_params(model):,} parameters; {len(train_set)} train / {len(val_set)} val faces; "
         f"{steps_per_epoch} steps per epoch")
     t0 = time.perf_counter() - (history[-1]["elapsed_s"] if history else 0.0)
+    trained = distributed.wrap(model, ranks, cfg.sync_batchnorm)  # DDP under torchrun, else `model`
     for epoch in range(start_epoch, cfg.epochs):
-        loss = train_one_epoch(model, ema, optimizer, augmenter, data, cfg, epoch,
-                               steps_per_epoch, total_steps)
+        loss = train_one_epoch(trained, ema, optimizer, augmenter, data, cfg, epoch,
+                               steps_per_epoch, total_steps, ranks)
+        if not ranks.main:
+            continue  # evaluation, checkpoints and logs are rank 0's
         _, metrics = evaluate(ema.model, *val, layout, tta=cfg.val_tta)
         history.append({"epoch": epoch + 1, "train_loss": loss, "val_score": metrics["score"],
                         "val_rmse_px": metrics["rmse_px"], "val_nme_io": metrics["nme_io"],
@@ -201,5 +214,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
                                                     "best_score": best, "config": to_dict(cfg)})
     summary = {"best_val_score": best, "epochs": cfg.epochs, "wall_s": history[-1]["elapsed_s"] if history else 0,
                "n_params": count_params(model), "history": history}
-    checkpoint.atomic_write_json(out / "metrics.json", summary)
+    if ranks.main:
+        checkpoint.atomic_write_json(out / "metrics.json", summary)
+    distributed.finish(ranks)
     return summary
