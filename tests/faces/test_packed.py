@@ -107,8 +107,10 @@ def test_damaged_packs_are_refused_by_name(npz, tmp_path):
     manifest = json.loads((bad / "manifest.json").read_text())
     manifest["keypoint_names"][0] = "left_pupil"
     (bad / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(DataError, match="left_eye_center of layout kaggle15"):
+    with pytest.raises(DataError, match="bad: its 15 keypoint names match no known layout"):
         read_faces(bad)
+    with pytest.raises(DataError, match="left_eye_center of layout kaggle15"):
+        read_faces(bad, layout=KAGGLE15)
     assert KAGGLE15.names[0] == "left_eye_center"
 
 

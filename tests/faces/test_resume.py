@@ -13,6 +13,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
+from kplab.checkpoint import load_state
 from kplab.faces.model import ModelConfig
 from kplab.faces.synthetic import synthetic_faces
 from kplab.faces.train import TrainConfig, train
@@ -75,7 +76,7 @@ def test_resume_after_epoch_k_keeps_the_best_score_and_best_weights(data, whole,
         m.setattr(sys, "stderr", StderrThatCrashesAt(f"epoch {stop_after + 1}/{EPOCHS}:"))
         with pytest.raises(Crash):
             train(CFG, *data, tmp_path)
-    assert json.loads((tmp_path / "state" / "train.json").read_text())["epoch"] == stop_after - 1
+    assert load_state(tmp_path / "state" / "train.safetensors")[1]["epoch"] == stop_after - 1
     summary = train(CFG, *data, tmp_path, resume=True)
     assert summary["best_val_score"] == ref_summary["best_val_score"]
     assert [h["val_score"] for h in summary["history"]] == [h["val_score"] for h in ref_summary["history"]]

@@ -13,7 +13,7 @@ function oneEuroAlpha(cutoff, dt) {
 }
 
 class OneEuroFilter {
-  constructor(minCutoff = 1.0, beta = 0.05, dCutoff = 1.0) {
+  constructor(minCutoff = 1.0, beta = 10.0, dCutoff = 3.0) {  // kplab.faces.smoothing defaults
     if (!(minCutoff > 0) || !(dCutoff > 0) || !(beta >= 0)) {
       throw new Error("One-Euro filter: minCutoff and dCutoff must be > 0 and beta >= 0");
     }
@@ -53,7 +53,7 @@ class OneEuroFilter {
 }
 
 // A whole sequence (T samples) at `fps` frames per second, as smoothing.smooth_sequence.
-function oneEuroSequence(samples, fps, minCutoff = 1.0, beta = 0.05, dCutoff = 1.0) {
+function oneEuroSequence(samples, fps, minCutoff = 1.0, beta = 10.0, dCutoff = 3.0) {
   const f = new OneEuroFilter(minCutoff, beta, dCutoff);
   return samples.map((x, i) => f.filter(x, i / fps));
 }
