@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kplab.faces.detect import HAAR_BOX_POINTS, HaarFaceDetector, calibrate_box_points
-from kplab.faces.layout import KAGGLE15
+from kplab.faces.inference.detect import HAAR_BOX_POINTS, HaarFaceDetector, calibrate_box_points
+from kplab.faces.training.layout import KAGGLE15
 
 REPO = Path(__file__).resolve().parents[1]
 

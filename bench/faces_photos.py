@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kplab.faces.annotations import read_photo_csv
-from kplab.faces.images import read_image
-from kplab.faces.layout import Layout
-from kplab.faces.metrics import per_image_nme
-from kplab.faces.predict import Predictor
+from kplab.faces.training.annotations import read_photo_csv
+from kplab.faces.training.images import read_image
+from kplab.faces.training.layout import Layout
+from kplab.faces.training.metrics import per_image_nme
+from kplab.faces.inference.predict import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 TRUTH_FILES = {"kaggle15": "keypoints.csv", "ibug68": "keypoints68.csv"}  # the photos' annotations per layout

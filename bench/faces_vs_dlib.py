@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kplab.faces.annotations import read_photo_csv
-from kplab.faces.images import read_image
-from kplab.faces.layout import HALF, IBUG68, KAGGLE15, convert_points
-from kplab.faces.metrics import per_image_nme, per_region_table
-from kplab.faces.predict import Predictor, resolve_model
-from kplab.faces.speed import INT8_FILE, median_seconds
+from kplab.faces.training.annotations import read_photo_csv
+from kplab.faces.training.images import read_image
+from kplab.faces.training.layout import HALF, IBUG68, KAGGLE15, convert_points
+from kplab.faces.training.metrics import per_image_nme, per_region_table
+from kplab.faces.inference.predict import Predictor, resolve_model
+from kplab.faces.inference.speed import INT8_FILE, median_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 REGIONS = ("jaw", "brows", "nose", "eyes", "mouth", "all")

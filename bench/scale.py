@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kplab.faces.packed import PackWriter
-from kplab.faces.synthetic import synthetic_faces
+from kplab.faces.training.packed import PackWriter
+from kplab.faces.training.synthetic import synthetic_faces
 
 KPLAB = [sys.executable, "-m", "kplab"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]

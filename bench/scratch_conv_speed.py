@@ -24,7 +24,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from kplab.faces.speed import median_seconds
+    from kplab.faces.inference.speed import median_seconds
     from kplab.scratch import Conv2d
 
     def median_ms(fn, repeats: int) -> float:

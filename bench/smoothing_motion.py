@@ -17,7 +17,7 @@ import itertools
 
 import numpy as np
 
-from kplab.faces.smoothing import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, OneEuroFilter
+from kplab.faces.inference.smoothing import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, OneEuroFilter
 
 FPS, SECONDS, WARMUP = 30.0, 8.0, 30
 SIGMAS = (0.2, 0.5, 1.0)

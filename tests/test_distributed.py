@@ -6,10 +6,10 @@ import torch
 
 from kplab.distributed import Ranks
 from kplab.errors import ConfigError
-from kplab.faces.augment import AugmentConfig, Augmenter
-from kplab.faces.evaluate import to_tensors
-from kplab.faces.layout import KAGGLE15
-from kplab.faces.synthetic import synthetic_faces
+from kplab.faces.training.augment import AugmentConfig, Augmenter
+from kplab.faces.training.evaluate import to_tensors
+from kplab.faces.training.layout import KAGGLE15
+from kplab.faces.training.synthetic import synthetic_faces
 
 
 @pytest.mark.parametrize("batch,world", [(16, 2), (32, 3), (7, 4), (5, 5)])

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from kplab.faces.layout import PIXEL_CENTRE
+from kplab.faces.training.layout import PIXEL_CENTRE
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A small model with seeded random weights and a plausible mean shape (synthetic faces' mean):
     real files through the real loading code, for tests of plumbing rather than accuracy."""
-    from kplab.faces.model import ModelConfig, build_model, save_model
-    from kplab.faces.synthetic import synthetic_faces
+    from kplab.faces.training.model import ModelConfig, build_model, save_model
+    from kplab.faces.training.synthetic import synthetic_faces
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(widths=(4, 8, 16, 32), blocks=(0, 0, 0, 0), head_width=4, heatmap_stride=8))
@@ -27,8 +27,8 @@ def tiny_model_dir(tmp_path_factory):
 def detectable_face():
     """(grey canvas (200, 240) uint8, keypoints (K, 2) in canvas pixels) of a synthetic face that the
     Haar detector finds: the first of a fixed sequence of synthetic faces it finds at 2x."""
-    from kplab.faces.detect import HaarFaceDetector
-    from kplab.faces.synthetic import synthetic_faces
+    from kplab.faces.inference.detect import HaarFaceDetector
+    from kplab.faces.training.synthetic import synthetic_faces
 
     faces = synthetic_faces(20, seed=0)
     detector = HaarFaceDetector()

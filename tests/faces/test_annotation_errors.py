@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from kplab.errors import DataError
-from kplab.faces.annotations import read_pts, write_imglab_xml, write_pts
-from kplab.faces.data import read_faces, read_train_val
-from kplab.faces.layout import IBUG68, KAGGLE15
+from kplab.faces.training.annotations import read_pts, write_imglab_xml, write_pts
+from kplab.faces.training.data import read_faces, read_train_val
+from kplab.faces.training.layout import IBUG68, KAGGLE15
 
 
 @pytest.fixture

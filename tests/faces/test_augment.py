@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from kplab.errors import ConfigError
-from kplab.faces.augment import (AugmentConfig, Augmenter, flip_faces, gaussian_blur, points_from_grid,
+from kplab.faces.training.augment import (AugmentConfig, Augmenter, flip_faces, gaussian_blur, points_from_grid,
                                  points_to_grid)
-from kplab.faces.layout import HALF, IMAGE_SIZE, KAGGLE15, Layout, normalise, to_pixels
+from kplab.faces.training.layout import HALF, IMAGE_SIZE, KAGGLE15, Layout, normalise, to_pixels
 
 S = IMAGE_SIZE
 GEOMETRY_OFF = dict(flip=0.0, rotation_deg=0.0, scale=(1.0, 1.0), shift=0.0, shear_deg=0.0)

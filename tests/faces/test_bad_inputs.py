@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from kplab.cli import main
 from kplab.errors import DataError
-from kplab.faces.images import read_image, to_bgr8
-from kplab.faces.predict import Predictor
+from kplab.faces.training.images import read_image, to_bgr8
+from kplab.faces.inference.predict import Predictor
 
 
 @pytest.fixture()

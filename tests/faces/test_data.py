@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from kplab.faces import data
-from kplab.faces.data import (FaceSet, available_splits, hold_out, read_faces, read_train_val, write_csv,
+from kplab.faces.training import data
+from kplab.faces.training.data import (FaceSet, available_splits, hold_out, read_faces, read_train_val, write_csv,
                               write_npz)
-from kplab.faces.layout import KAGGLE15, Layout
+from kplab.faces.training.layout import KAGGLE15, Layout
 
 K = KAGGLE15.n_points
 

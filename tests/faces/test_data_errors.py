@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from kplab.errors import DataError
-from kplab.faces.data import FaceSet, read_faces, read_train_val, write_npz
-from kplab.faces.layout import KAGGLE15
+from kplab.faces.training.data import FaceSet, read_faces, read_train_val, write_npz
+from kplab.faces.training.layout import KAGGLE15
 
 COLUMNS = KAGGLE15.csv_columns() + ["Image"]
 GOOD_IMAGE = " ".join(["128"] * 9216)

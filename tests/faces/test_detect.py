@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from kplab.faces.detect import HAAR_BOX_POINTS, HaarFaceDetector, calibrate_box_points
-from kplab.faces.framing import Framing, apply_affine, crop_faces, fit_similarity, uncrop_points, whole_image_affine
-from kplab.faces.images import read_image, to_grey
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE
+from kplab.faces.inference.detect import HAAR_BOX_POINTS, HaarFaceDetector, calibrate_box_points
+from kplab.faces.training.framing import Framing, apply_affine, crop_faces, fit_similarity, uncrop_points, whole_image_affine
+from kplab.faces.training.images import read_image, to_grey
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE
 
 
 def similarity(scale, angle_deg, tx, ty):
@@ -84,7 +84,7 @@ def test_whole_image_affine_is_identity_for_a_crop_and_centres_other_shapes():
 
 
 def test_framing_from_points_puts_a_face_onto_the_mean_shape():
-    from kplab.faces.synthetic import synthetic_faces
+    from kplab.faces.training.synthetic import synthetic_faces
 
     mean_shape = synthetic_faces(1, seed=3).keypoints[0].astype(float)
     framing = Framing.for_layout(KAGGLE15, mean_shape)
@@ -98,7 +98,7 @@ def test_framing_from_points_puts_a_face_onto_the_mean_shape():
 
 def _detectable_synthetic_faces(n):
     """Synthetic faces the Haar cascade finds when shown alone at 2x on a replicated border."""
-    from kplab.faces.synthetic import synthetic_faces
+    from kplab.faces.training.synthetic import synthetic_faces
 
     faces = synthetic_faces(30, seed=0)
     detector = HaarFaceDetector()

@@ -14,8 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kplab.faces.data import read_npz, write_npz
-from kplab.faces.model import ModelConfig, build_model
+from kplab.checkpoint import load_state
+from kplab.faces.training.data import read_npz, write_npz
+from kplab.faces.training.model import ModelConfig, build_model
 
 pytestmark = pytest.mark.real
 
@@ -97,7 +98,7 @@ def test_sigkill_one_rank_mid_epoch_then_resume_matches_uninterrupted_run(runs):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0, "the run finished before rank 1 could be killed"
     assert not (out / "metrics.json").exists()
-    assert json.loads((out / "state" / "train.json").read_text())["epoch"] == 0  # epoch 1 was saved
+    assert load_state(out / "state" / "train.safetensors")[1]["epoch"] == 0  # epoch 1 was saved
 
     resumed = _start([*TORCHRUN, "-m", "kplab"], out, data, "--resume")
     _, err = resumed.communicate(timeout=300)

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from torch import nn
 
 from kplab.cli import main
-from kplab.faces.data import write_npz
-from kplab.faces.evaluate import evaluate, evaluation_report, predict, to_tensors
-from kplab.faces.layout import KAGGLE15, PIXEL_CENTRE
-from kplab.faces.model import load_model
-from kplab.faces.predict import resolve_model
-from kplab.faces.synthetic import synthetic_faces
+from kplab.faces.training.data import write_npz
+from kplab.faces.training.evaluate import evaluate, evaluation_report, predict, to_tensors
+from kplab.faces.training.layout import KAGGLE15, PIXEL_CENTRE
+from kplab.faces.training.model import load_model
+from kplab.faces.inference.predict import resolve_model
+from kplab.faces.training.synthetic import synthetic_faces
 
 PAIRS = [(0, 1), (2, 4), (3, 5), (6, 8), (7, 9), (11, 12)]
 SWAP = np.arange(15)

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from kplab.cli import main
 from kplab.errors import CheckpointError
-from kplab.faces.export import OnnxModule, weights_sha256
-from kplab.faces.layout import normalise
-from kplab.faces.model import load_model
-from kplab.faces.predict import Predictor, resolve_model
+from kplab.faces.inference.export import OnnxModule, weights_sha256
+from kplab.faces.training.layout import normalise
+from kplab.faces.training.model import load_model
+from kplab.faces.inference.predict import Predictor, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,8 @@ def test_default_model_onnx_and_torch_agree_on_real_faces(shared_data, capsys):
 
 
 def test_int8_export_quantises_the_backbone_keeps_the_head_float_and_stays_close(exported):
-    from kplab.faces.export import quantize_int8
-    from kplab.faces.synthetic import synthetic_faces
+    from kplab.faces.inference.export import quantize_int8
+    from kplab.faces.training.synthetic import synthetic_faces
 
     faces = synthetic_faces(48, seed=1)
     calibration = faces.images[:32, None].astype(np.float32) / 255  # (32, 1, 96, 96)

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from kplab.errors import KplabError
-from kplab.faces import layout as layout_module
-from kplab.faces.layout import (IBUG68, KAGGLE15, LAYOUTS, Layout, convert_points, get_layout, layout_for_count,
+from kplab.faces.training import layout as layout_module
+from kplab.faces.training.layout import (IBUG68, KAGGLE15, LAYOUTS, Layout, convert_points, get_layout, layout_for_count,
                                 layout_for_names)
-from kplab.faces.metrics import keypoint_metrics, per_image_nme, per_region_table
+from kplab.faces.training.metrics import keypoint_metrics, per_image_nme, per_region_table
 
 SIDES = {"left": "right", "right": "left"}
 
 
 def all_layouts() -> list[Layout]:
-    """Every Layout defined in kplab.faces.layout (a registry added later is covered the same way)."""
+    """Every Layout defined in kplab.faces.training.layout (a registry added later is covered the same way)."""
     found = {id(v): v for v in vars(layout_module).values() if isinstance(v, Layout)}
     for value in vars(layout_module).values():  # layouts kept in a registry dict, if there is one
         if isinstance(value, dict):

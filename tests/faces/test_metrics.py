@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from kplab.faces.layout import KAGGLE15, Layout, normalise
-from kplab.faces.metrics import (ced_auc, ced_curve, failure_rate, format_table, keypoint_metrics,
+from kplab.faces.training.layout import KAGGLE15, Layout, normalise
+from kplab.faces.training.metrics import (ced_auc, ced_curve, failure_rate, format_table, keypoint_metrics,
                                  per_image_nme, per_keypoint_table)
 
 L15 = KAGGLE15

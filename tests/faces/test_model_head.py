@@ -9,8 +9,8 @@ x = j + PIXEL_CENTRE, so the cell's centre is x = c*s + (s - 1)/2 + PIXEL_CENTRE
 import pytest
 import torch
 
-from kplab.faces.layout import PIXEL_CENTRE
-from kplab.faces.model import ModelConfig, build_model
+from kplab.faces.training.layout import PIXEL_CENTRE
+from kplab.faces.training.model import ModelConfig, build_model
 
 PEAK = 40.0  # logit at the peak; every other cell 0, so off-peak mass is under 200 * e^-40
 

@@ -9,14 +9,14 @@ import torch
 from click.testing import CliRunner
 
 from kplab.cli import main
-from kplab.faces.layout import IBUG68, KAGGLE15, convert_points
-from kplab.faces.predict import Predictor, report_dir, resolve_model
+from kplab.faces.training.layout import IBUG68, KAGGLE15, convert_points
+from kplab.faces.inference.predict import Predictor, report_dir, resolve_model
 
 
 @pytest.fixture(scope="module")
 def tiny68_dir(tmp_path_factory):
     """A small seeded 68-point model whose framing shape is the iBUG template."""
-    from kplab.faces.model import ModelConfig, build_model, save_model
+    from kplab.faces.training.model import ModelConfig, build_model, save_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(widths=(4, 8, 16, 32), blocks=(0, 0, 0, 0), head_width=4), IBUG68)
@@ -27,8 +27,8 @@ def tiny68_dir(tmp_path_factory):
 
 def _npz68(path, n=12):
     """n synthetic crops with 68 plausible points (the template, jittered): evaluation input."""
-    from kplab.faces.data import write_npz
-    from kplab.faces.faceset import FaceSet
+    from kplab.faces.training.data import write_npz
+    from kplab.faces.training.faceset import FaceSet
 
     rng = np.random.default_rng(0)
     points = np.asarray(IBUG68.template)[None] + rng.normal(0, 1.5, (n, 68, 2))

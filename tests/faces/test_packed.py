@@ -11,14 +11,14 @@ import torch
 from safetensors.torch import load_file
 
 from kplab.errors import DataError
-from kplab.faces.batches import FaceTensors
-from kplab.faces.data import available_splits, read_faces, read_train_val, write_csv, write_npz
-from kplab.faces.evaluate import to_tensors
-from kplab.faces.layout import KAGGLE15
-from kplab.faces.packed import PackWriter, is_mapped, read_packed, write_packed
-from kplab.faces.synthetic import synthetic_faces
-from kplab.faces.train import TrainConfig, train
-from kplab.faces.model import ModelConfig
+from kplab.faces.training.batches import FaceTensors
+from kplab.faces.training.data import available_splits, read_faces, read_train_val, write_csv, write_npz
+from kplab.faces.training.evaluate import to_tensors
+from kplab.faces.training.layout import KAGGLE15
+from kplab.faces.training.packed import PackWriter, is_mapped, read_packed, write_packed
+from kplab.faces.training.synthetic import synthetic_faces
+from kplab.faces.training.train import TrainConfig, train
+from kplab.faces.training.model import ModelConfig
 
 KPLAB = [sys.executable, "-m", "kplab"]
 

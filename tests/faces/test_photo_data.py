@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
-from kplab.faces.annotations import write_imglab_xml, write_pts
-from kplab.faces.data import read_faces, read_train_val
-from kplab.faces.framing import crop_faces
-from kplab.faces.images import read_image, to_grey
-from kplab.faces.layout import IBUG68, KAGGLE15, convert_points
+from kplab.faces.training.annotations import write_imglab_xml, write_pts
+from kplab.faces.training.data import read_faces, read_train_val
+from kplab.faces.training.framing import crop_faces
+from kplab.faces.training.images import read_image, to_grey
+from kplab.faces.training.layout import IBUG68, KAGGLE15, convert_points
 
 
 def _photo_points(shared_data):
@@ -59,9 +59,9 @@ def test_pts_xml_and_csv_give_the_same_crops(photo_sources):
 
 @pytest.mark.real
 def test_training_crops_are_the_crops_predict_makes_from_the_true_points(photo_sources, tmp_path, shared_data):
-    from kplab.faces.model import ModelConfig
-    from kplab.faces.predict import Predictor
-    from kplab.faces.train import TrainConfig, train
+    from kplab.faces.training.model import ModelConfig
+    from kplab.faces.inference.predict import Predictor
+    from kplab.faces.training.train import TrainConfig, train
 
     folder, _, _ = photo_sources
     train_set, val_set = read_train_val(folder)

@@ -11,11 +11,11 @@ from click.testing import CliRunner
 
 from kplab.cli import main
 from kplab.errors import CheckpointError
-from kplab.faces.layout import KAGGLE15, PIXEL_CENTRE, to_pixels
-from kplab.faces.images import read_image
-from kplab.faces.metrics import per_image_nme
-from kplab.faces.model import load_model
-from kplab.faces.predict import Predictor, resolve_model
+from kplab.faces.training.layout import KAGGLE15, PIXEL_CENTRE, to_pixels
+from kplab.faces.training.images import read_image
+from kplab.faces.training.metrics import per_image_nme
+from kplab.faces.training.model import load_model
+from kplab.faces.inference.predict import Predictor, resolve_model
 
 
 def read_truth(folder):
@@ -174,7 +174,7 @@ def test_csv_rows_carry_the_json_records_and_ready_crops_have_no_score(tiny_mode
 
 
 def test_min_score_drops_detections_scored_below_it(tiny_model_dir, detectable_face):
-    from kplab.faces.detect import HaarFaceDetector
+    from kplab.faces.inference.detect import HaarFaceDetector
 
     grey, _ = detectable_face
     boxes, scores = HaarFaceDetector().detect_with_scores(grey)
@@ -192,7 +192,7 @@ def test_model_arguments_resolve_or_say_what_is_missing(tmp_path):
 
 
 def test_agreeing_fits_keep_the_framings_that_found_the_same_face():
-    from kplab.faces.predict import AGREEMENT, agreeing_fits
+    from kplab.faces.inference.predict import AGREEMENT, agreeing_fits
 
     eyes_mouth = np.array([[60.0, 40.0], [30.0, 40.0], [45.0, 70.0]])  # eye distance 30 px
     fits = np.repeat(eyes_mouth[None, None], 5, axis=1)  # (1, 5, 3, 2): five framings, one face
@@ -213,7 +213,7 @@ def test_agreeing_fits_keep_the_framings_that_found_the_same_face():
 
 
 def test_start_boxes_move_and_scale_about_the_centre():
-    from kplab.faces.predict import _start_boxes
+    from kplab.faces.inference.predict import _start_boxes
 
     box = np.array([[10.0, 20.0, 110.0, 220.0]])  # 100 x 200
     starts = np.array([[0.0, 0.0, 1.0], [0.1, -0.2, 1.0], [0.0, 0.0, 0.5]])
@@ -226,10 +226,10 @@ def test_quality_separates_faces_framed_off_the_face_from_good_fits(shared_data)
     """Boxes moved 1 to 1.5 box widths off the face (onto background, shoulder or hair) mostly give fits
     that miss the face and whose framings disagree; the detector's own boxes give good fits whose
     framings agree (68-point model, 10 photos). Judged by each fit's real error, not by where its box was."""
-    from kplab.faces.annotations import read_photo_csv
-    from kplab.faces.images import read_image
-    from kplab.faces.layout import IBUG68
-    from kplab.faces.metrics import per_image_nme
+    from kplab.faces.training.annotations import read_photo_csv
+    from kplab.faces.training.images import read_image
+    from kplab.faces.training.layout import IBUG68
+    from kplab.faces.training.metrics import per_image_nme
 
     folder = shared_data / "faces" / "photos"
     predictor = Predictor("faces68")
@@ -255,8 +255,8 @@ def test_quality_separates_faces_framed_off_the_face_from_good_fits(shared_data)
 def test_shipped_68_point_model_beats_dlib_on_the_40_photos(shared_data):
     """dlib's 68-point predictor scores NME_io 6.1 % on these photos (5.3 % shifted to 1-based pixels;
     bench/faces_vs_dlib.py); the shipped faces68 measured 4.75 %."""
-    from kplab.faces.annotations import read_photo_csv
-    from kplab.faces.layout import IBUG68
+    from kplab.faces.training.annotations import read_photo_csv
+    from kplab.faces.training.layout import IBUG68
 
     annotations, _ = read_photo_csv(shared_data / "faces" / "photos" / "keypoints68.csv")
     predictor = Predictor("faces68")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from kplab.faces.layout import KAGGLE15, PIXEL_CENTRE, normalise
-from kplab.faces.metrics import per_keypoint_table
-from kplab.faces.report import (HEADER_INCHES, plot_ced, plot_curves, plot_face_grid, worst_and_random,
+from kplab.faces.training.layout import KAGGLE15, PIXEL_CENTRE, normalise
+from kplab.faces.training.metrics import per_keypoint_table
+from kplab.faces.training.report import (HEADER_INCHES, plot_ced, plot_curves, plot_face_grid, worst_and_random,
                                 write_keypoint_table)
 
 

@@ -14,9 +14,9 @@ import pytest
 from safetensors.torch import load_file
 
 from kplab.checkpoint import load_state
-from kplab.faces.model import ModelConfig
-from kplab.faces.synthetic import synthetic_faces
-from kplab.faces.train import TrainConfig, train
+from kplab.faces.training.model import ModelConfig
+from kplab.faces.training.synthetic import synthetic_faces
+from kplab.faces.training.train import TrainConfig, train
 
 EPOCHS = 5
 CFG = TrainConfig(model=ModelConfig(widths=(4, 4, 8, 8), blocks=(0, 0, 0, 0), head_width=4), epochs=EPOCHS,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from kplab.faces.smoothing import OneEuroFilter, smooth_sequence
+from kplab.faces.inference.smoothing import OneEuroFilter, smooth_sequence
 
 FPS = 30.0
 

@@ -10,10 +10,10 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from kplab.cli import main
-from kplab.faces.layout import IMAGE_SIZE
-from kplab.faces.model import load_model
-from kplab.faces.predict import resolve_model
-from kplab.faces.speed import count_macs
+from kplab.faces.training.layout import IMAGE_SIZE
+from kplab.faces.training.model import load_model
+from kplab.faces.inference.predict import resolve_model
+from kplab.faces.inference.speed import count_macs
 
 SPEED_FIELDS = ("torch_ms_b1", "torch_fps_b256", "onnx_ms_b1", "onnx_fps_b256")
 

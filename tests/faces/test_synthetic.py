@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
-from kplab.faces.synthetic import render_face, sample_face, synthetic_faces
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
+from kplab.faces.training.synthetic import render_face, sample_face, synthetic_faces
 
 NAMES = KAGGLE15.names
 I = {name: i for i, name in enumerate(NAMES)}

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from kplab.checkpoint import atomic_write_json
 from kplab.errors import CheckpointError
-from kplab.faces.model import ModelConfig, build_model, load_model, save_model
-from kplab.faces.train import learning_rate, masked_loss
+from kplab.faces.training.model import ModelConfig, build_model, load_model, save_model
+from kplab.faces.training.train import learning_rate, masked_loss
 
 KPLAB = [sys.executable, "-m", "kplab"]
 TINY = ["--set", "model.widths=[8,8,16,16]", "model.blocks=[0,1,1,1]", "model.head_width=8",

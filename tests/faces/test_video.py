@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from kplab.cli import main
-from kplab.faces.video import VideoWriter, read_frames, video_info
+from kplab.faces.inference.video import VideoWriter, read_frames, video_info
 
 N_FRAMES, FPS = 16, 25.0
 

@@ -90,11 +90,11 @@ def start_server(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_face() -> np.ndarray:
-    """A grey picture (288, 352) of one procedural face (kplab.faces.synthetic, shipped with kplab, so
+    """A grey picture (288, 352) of one procedural face (kplab.faces.training.synthetic, shipped with kplab, so
     no shared data is needed) that the face detector finds: the first such face of a fixed sequence,
     upscaled 3x onto a plain background."""
-    from kplab.faces.detect import HaarFaceDetector
-    from kplab.faces.synthetic import synthetic_faces
+    from kplab.faces.inference.detect import HaarFaceDetector
+    from kplab.faces.training.synthetic import synthetic_faces
 
     detector = HaarFaceDetector()
     for image in synthetic_faces(20, seed=1).images:

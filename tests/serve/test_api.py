@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from kplab.checkpoint import read_meta
-from kplab.faces.layout import Layout
-from kplab.faces.predict import resolve_model
+from kplab.faces.training.layout import Layout
+from kplab.faces.inference.predict import resolve_model
 from kplab.serve.service import contour_chains
 
 KPLAB = Path(sys.executable).with_name("kplab")

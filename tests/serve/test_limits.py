@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kplab.faces.images import decode_image
+from kplab.faces.training.images import decode_image
 from kplab.serve.limits import Limits, UploadError, check_image_bytes, decode_upload
 
 

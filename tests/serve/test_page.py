@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from kplab.faces.smoothing import smooth_sequence
+from kplab.faces.inference.smoothing import smooth_sequence
 
 POINT_RGB = (0xFF, 0x5C, 0x7A)  # COLORS.point in app.js
 CONTOUR_RGB = (120, 200, 255)   # COLORS.contour in app.js (alpha 0.9)

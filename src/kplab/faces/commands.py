@@ -50,10 +50,10 @@ def train(data_path, val_path, layout, preset, config_file, set_items, out, seed
     Data-parallel: `torchrun --nproc-per-node N -m kplab train ...` (batch_size is the global batch)."""
     from kplab.config import load_config, to_dict
     from kplab.distributed import is_main_process
-    from kplab.faces.data import read_train_val
-    from kplab.faces.layout import get_layout
-    from kplab.faces.train import TrainConfig, train as run_training
-    from kplab.faces.evaluate import write_training_figures
+    from kplab.faces.training.data import read_train_val
+    from kplab.faces.training.layout import get_layout
+    from kplab.faces.training.train import TrainConfig, train as run_training
+    from kplab.faces.training.evaluate import write_training_figures
     from kplab.progress import say
 
     overrides = _overrides(set_items, extra) + ([f"seed={seed}"] if seed is not None else [])
@@ -89,10 +89,10 @@ def train(data_path, val_path, layout, preset, config_file, set_items, out, seed
 def evaluate(model, data_path, split, layout, tta, as_json, out, device):
     """Score MODEL (a model directory, a shipped name like `default` or `faces68`, or an .onnx file): I2DL
     score, RMSE, NME, FR@0.1, AUC@0.1, per-region errors, CED plot, per-keypoint table, face grids."""
-    from kplab.faces.data import available_splits, read_faces, read_train_val
-    from kplab.faces.evaluate import evaluation_report, in_layout
-    from kplab.faces.layout import get_layout
-    from kplab.faces.predict import load_any_model, report_dir
+    from kplab.faces.training.data import available_splits, read_faces, read_train_val
+    from kplab.faces.training.evaluate import evaluation_report, in_layout
+    from kplab.faces.training.layout import get_layout
+    from kplab.faces.inference.predict import load_any_model, report_dir
     from kplab.progress import say
 
     module, model_layout, _, _ = load_any_model(model)
@@ -120,9 +120,9 @@ def crop(photos, out, layout):
     """Cut the annotated faces of PHOTOS (a folder with .pts files, an imglab .xml or a photo CSV) into
     96x96 training crops once, framed exactly as `predict` frames faces; `train --data OUT` then skips
     decoding the photos."""
-    from kplab.faces.data import write_npz
-    from kplab.faces.layout import get_layout
-    from kplab.faces.photo_faces import read_photo_faces
+    from kplab.faces.training.data import write_npz
+    from kplab.faces.training.layout import get_layout
+    from kplab.faces.training.photo_faces import read_photo_faces
     from kplab.progress import say
 
     faces = read_photo_faces(photos, get_layout(layout) if layout else None)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from kplab.faces.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF  # NumPy only: cheap at CLI start-up
+from kplab.faces.inference.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF  # NumPy only: cheap at CLI start-up
 
 SMOOTH_DEFAULTS = {"min_cutoff": DEFAULT_MIN_CUTOFF, "beta": DEFAULT_BETA}
 
@@ -110,10 +110,10 @@ def predict(model, inputs, out, backend, tta, fmt, no_detect, smooth, min_cutoff
     import torch
 
     from kplab.errors import KplabError
-    from kplab.faces.inputs import expand_inputs
-    from kplab.faces.predict import Predictor, draw_faces
-    from kplab.faces.smoothing import OneEuroFilter
-    from kplab.faces.video import VideoWriter, predict_video, video_info
+    from kplab.faces.inference.inputs import expand_inputs
+    from kplab.faces.inference.predict import Predictor, draw_faces
+    from kplab.faces.inference.smoothing import OneEuroFilter
+    from kplab.faces.inference.video import VideoWriter, predict_video, video_info
     from kplab.progress import bar, say
 
     if threads:
@@ -205,15 +205,15 @@ def export(model, fmt, out, exporter, opset, quantize, calibrate_data, calibrate
     import numpy as np
     import torch
 
-    from kplab.faces.export import OPSET, OnnxModule, export_model_dir
-    from kplab.faces.model import load_model
-    from kplab.faces.predict import resolve_model
+    from kplab.faces.inference.export import OPSET, OnnxModule, export_model_dir
+    from kplab.faces.training.model import load_model
+    from kplab.faces.inference.predict import resolve_model
     from kplab.progress import say
 
     model_dir = resolve_model(model)
     calibration = None
     if quantize == "int8":
-        from kplab.faces.data import read_faces
+        from kplab.faces.training.data import read_faces
 
         if calibrate_data is None:
             raise click.UsageError("--quantize int8 needs --calibrate DATA (faces like the ones you will predict)")
@@ -237,7 +237,7 @@ def default_export_path(model: str, model_dir: Path, quantize: str) -> Path:
     """Float exports go beside the weights as model.onnx, where `--backend onnx` finds them; an int8
     file gets its own name so it is only used when asked for. The shipped models already carry their
     model.onnx, and nothing writes into the installed package: their exports go to the current folder."""
-    from kplab.faces.predict import shipped_model
+    from kplab.faces.inference.predict import shipped_model
 
     suffix = "-int8" if quantize == "int8" else ""
     name = shipped_model(model)
@@ -260,10 +260,10 @@ def bench(model, as_json, threads, photos, repeats, exporter):
     MODEL is a model directory or `default` (torch and its ONNX export), or an exported .onnx file
     (ONNX Runtime only, e.g. an int8 export)."""
     from kplab.errors import DataError
-    from kplab.faces.images import read_image
-    from kplab.faces.inputs import expand_inputs
-    from kplab.faces.predict import resolve_model
-    from kplab.faces.speed import format_report, measure
+    from kplab.faces.training.images import read_image
+    from kplab.faces.inference.inputs import expand_inputs
+    from kplab.faces.inference.predict import resolve_model
+    from kplab.faces.inference.speed import format_report, measure
     from kplab.progress import say
 
     images = []

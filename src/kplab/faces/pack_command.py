@@ -15,8 +15,8 @@ def pack(data, out):
 
     Every split of DATA is kept; a source without splits is packed as the train/val hold-out that
     `kplab train --data DATA` would make of it, so training on either gives the same model."""
-    from kplab.faces.data import available_splits, read_faces, read_train_val
-    from kplab.faces.packed import write_packed
+    from kplab.faces.training.data import available_splits, read_faces, read_train_val
+    from kplab.faces.training.packed import write_packed
     from kplab.progress import say
 
     splits = available_splits(data)

@@ -44,7 +44,7 @@ def serve(model, host, port, backend, workers, max_batch, max_wait_ms, max_queue
     """
     import uvicorn
 
-    from kplab.faces.predict import resolve_model
+    from kplab.faces.inference.predict import resolve_model
     from kplab.progress import say
 
     settings = {"model": model, "backend": backend, "threads": threads, "max_batch": max_batch,

@@ -5,7 +5,7 @@ A decompression bomb is a small file whose header promises a huge picture (a 400
 to 400 MB of pixels). The header is read with Pillow, which parses only the header when it opens an
 image, so the pixel count is known and checked before any pixel is decoded. Truncated PNG and JPEG
 files are recognised by their missing end marker, so the message says "truncated" rather than just
-"cannot decode". Decoding itself is `kplab.faces.images.decode_image`, the code `kplab predict` uses,
+"cannot decode". Decoding itself is `kplab.faces.training.images.decode_image`, the code `kplab predict` uses,
 so an upload and the same file on disk give the same pixels.
 """
 
@@ -86,7 +86,7 @@ def decode_upload(data: bytes, limits: Limits) -> np.ndarray:
     """Check an upload (check_image_bytes), then decode it to uint8 BGR (H, W, 3) as `kplab predict`
     decodes files; an image that passes the header checks but does not decode is a 422."""
     from kplab.errors import DataError
-    from kplab.faces.images import decode_image
+    from kplab.faces.training.images import decode_image
 
     fmt, width, height = check_image_bytes(data, limits)
     try:

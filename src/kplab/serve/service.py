@@ -17,8 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE
-from kplab.faces.predict import Face, Predictor, resolve_model
+from kplab.faces.training.layout import IMAGE_SIZE, PIXEL_CENTRE
+from kplab.faces.inference.predict import Face, Predictor, resolve_model
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kplab.faces.layout import IMAGE_SIZE
+from kplab.faces.training.layout import IMAGE_SIZE
 
 INT8_FILE = "model-int8.onnx"  # `kplab export DIR --quantize int8` writes it beside the weights
 
@@ -81,9 +81,9 @@ def measure(model: str | Path, threads: int = 2, photos: list[np.ndarray] | None
     file (ONNX Runtime only; torch, parameter and MFLOP fields are None). `photos` (decoded BGR
     images) adds end-to-end speed."""
     from kplab.checkpoint import read_meta
-    from kplab.faces.export import OnnxModule, export_onnx
-    from kplab.faces.model import count_params, load_model
-    from kplab.faces.predict import Predictor
+    from kplab.faces.inference.export import OnnxModule, export_onnx
+    from kplab.faces.training.model import count_params, load_model
+    from kplab.faces.inference.predict import Predictor
 
     model = Path(model)
     torch.set_num_threads(threads)

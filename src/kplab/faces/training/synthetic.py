@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from kplab.faces.faceset import FaceSet
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
+from kplab.faces.training.faceset import FaceSet
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
 
 # Mean keypoints of faces15.npz in pixels, KAGGLE15 order ("left" = subject's left = image right).
 MEAN_SHAPE = np.array([

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from kplab.errors import CheckpointError, DataError, KplabError
-from kplab.faces.detect import HAAR_BOX_POINTS, HaarFaceDetector
-from kplab.faces.framing import Framing, crop_faces, uncrop_points, whole_image_affine
-from kplab.faces.export import OnnxModule
-from kplab.faces.images import read_image, to_bgr8, to_grey
-from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, get_layout, to_pixels
+from kplab.faces.inference.detect import HAAR_BOX_POINTS, HaarFaceDetector
+from kplab.faces.training.framing import Framing, crop_faces, uncrop_points, whole_image_affine
+from kplab.faces.inference.export import OnnxModule
+from kplab.faces.training.images import read_image, to_bgr8, to_grey
+from kplab.faces.training.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, get_layout, to_pixels
 
 # Models shipped inside the package (kplab/models/...), by the names commands accept: model directories,
 # and the 68-point model's int8 ONNX file (same accuracy, about 3x faster on one CPU thread).
@@ -174,7 +174,7 @@ class Predictor:
     # -- the model on crops -------------------------------------------------------------------
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Keypoints (N, K, 2) in crop pixels for grey crops (N, 96, 96) uint8, in batches."""
-        from kplab.faces.evaluate import predict
+        from kplab.faces.training.evaluate import predict
 
         crops = np.asarray(crops)
         if crops.ndim != 3 or crops.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -337,8 +337,8 @@ def _load_backend(path: Path, backend: str, threads: int | None
                   ) -> tuple[torch.nn.Module, Layout, np.ndarray | None, dict]:
     """(module, layout, framing shape or None, metadata) for a resolved model path (see load_any_model)."""
     from kplab.checkpoint import read_meta
-    from kplab.faces.export import export_onnx, weights_sha256
-    from kplab.faces.model import load_model
+    from kplab.faces.inference.export import export_onnx, weights_sha256
+    from kplab.faces.training.model import load_model
 
     if path.is_file():
         if backend != "onnx" or path.suffix != ".onnx":

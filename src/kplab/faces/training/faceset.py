@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kplab.errors import DataError
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, Layout
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, Layout
 
 
 @dataclass
@@ -76,7 +76,7 @@ class FaceSet:
         """These faces in another layout that theirs derives (68 -> 15), or themselves."""
         if layout is None or layout.names == self.layout.names:
             return self
-        from kplab.faces.layout import convert_points
+        from kplab.faces.training.layout import convert_points
 
         target = None if self.framing_target is None else convert_points(self.framing_target, self.layout, layout)
         return FaceSet(self.images, convert_points(self.keypoints, self.layout, layout).astype(np.float32),

@@ -16,9 +16,9 @@ import mmap
 import numpy as np
 import torch
 
-from kplab.faces.faceset import FaceSet
-from kplab.faces.evaluate import image_tensor, label_tensors, to_tensors
-from kplab.faces.packed import is_mapped
+from kplab.faces.training.faceset import FaceSet
+from kplab.faces.training.evaluate import image_tensor, label_tensors, to_tensors
+from kplab.faces.training.packed import is_mapped
 
 
 class FaceTensors:

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from kplab import checkpoint, distributed
 from kplab.config import to_dict
 from kplab.errors import ConfigError
-from kplab.faces.augment import AugmentConfig, Augmenter
-from kplab.faces.batches import FaceTensors
-from kplab.faces.faceset import FaceSet
-from kplab.faces.evaluate import evaluate, to_tensors
-from kplab.faces.model import ModelConfig, build_model, count_params, save_model
+from kplab.faces.training.augment import AugmentConfig, Augmenter
+from kplab.faces.training.batches import FaceTensors
+from kplab.faces.training.faceset import FaceSet
+from kplab.faces.training.evaluate import evaluate, to_tensors
+from kplab.faces.training.model import ModelConfig, build_model, count_params, save_model
 from kplab.progress import bar, say
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from kplab.checkpoint import atomic_write_bytes, read_meta
 from kplab.errors import CheckpointError
-from kplab.faces.layout import IMAGE_SIZE, Layout
+from kplab.faces.training.layout import IMAGE_SIZE, Layout
 
 OPSET = 18  # the lowest opset the torch.export-based exporter emits; ONNX Runtime >= 1.14 runs it
 INPUT_NAME, OUTPUT_NAME = "image", "keypoints"
@@ -142,7 +142,7 @@ def export_model_dir(model_dir: str | Path, out: str | Path, exporter: str = "dy
                      calibration: np.ndarray | None = None) -> Path:
     """Export the model in a kplab model directory to the single file `out`; returns its path.
     With `calibration` faces (N, 1, 96, 96) the file is int8-quantised (see `quantize_int8`)."""
-    from kplab.faces.model import load_model
+    from kplab.faces.training.model import load_model
 
     model_dir, out = Path(model_dir), Path(out)
     meta = read_meta(model_dir)

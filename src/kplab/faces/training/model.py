@@ -17,7 +17,7 @@ from torch import nn
 from kplab import checkpoint
 from kplab.config import from_dict, to_dict
 from kplab.errors import CheckpointError
-from kplab.faces.layout import HALF, IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
+from kplab.faces.training.layout import HALF, IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
 
 # I2DL model limits.
 MAX_PARAMS = 5_000_000

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kplab.faces.faceset import FaceSet
-from kplab.faces.layout import Layout, normalise
-from kplab.faces.metrics import keypoint_metrics
-from kplab.faces.augment import flip_faces
+from kplab.faces.training.faceset import FaceSet
+from kplab.faces.training.layout import Layout, normalise
+from kplab.faces.training.metrics import keypoint_metrics
+from kplab.faces.training.augment import flip_faces
 
 
 class DerivedLayout(torch.nn.Module):
@@ -77,8 +77,8 @@ def evaluate(model, images, points, mask, layout: Layout, tta: bool = False) -> 
 
 def write_training_figures(out: str | Path, history: list[dict], val_set: FaceSet) -> None:
     """OUT/curves.png (loss and val score per epoch) and OUT/val_grid.png (best model on val faces)."""
-    from kplab.faces import report
-    from kplab.faces.model import load_model
+    from kplab.faces.training import report
+    from kplab.faces.training.model import load_model
 
     out = Path(out)
     report.plot_curves(history, out / "curves.png")
@@ -94,8 +94,8 @@ def write_training_figures(out: str | Path, history: list[dict], val_set: FaceSe
 def evaluation_report(model, faces: FaceSet, out: str | Path, tta: bool = False) -> tuple[dict, str]:
     """Metrics plus OUT/{metrics.json, ced.png, keypoints.csv, worst.png, random.png}; returns (metrics, text)."""
     from kplab import checkpoint
-    from kplab.faces import report
-    from kplab.faces.metrics import format_table, per_image_nme, per_keypoint_table, per_region_table
+    from kplab.faces.training import report
+    from kplab.faces.training.metrics import format_table, per_image_nme, per_keypoint_table, per_region_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

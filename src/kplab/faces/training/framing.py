@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from kplab.errors import CheckpointError, KplabError
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
 from kplab.geometry import invert_affine, matmul_affine, warp_points
 
 # Points that frame a face: eyes and mouth (brows and nose tip move more with pose and expression).

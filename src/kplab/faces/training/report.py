@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from kplab.checkpoint import atomic_write_bytes
-from kplab.faces.layout import PIXEL_CENTRE, Layout, to_pixels
-from kplab.faces.metrics import FAILURE_NME, ced_auc, ced_curve, failure_rate, to_numpy
+from kplab.faces.training.layout import PIXEL_CENTRE, Layout, to_pixels
+from kplab.faces.training.metrics import FAILURE_NME, ced_auc, ced_curve, failure_rate, to_numpy
 
 PRED_COLOUR = (1.0, 0.0, 0.0)  # red: predicted keypoints
 TRUE_COLOUR = (0.0, 0.8, 0.0)  # green: true keypoints

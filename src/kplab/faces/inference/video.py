@@ -9,8 +9,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from kplab.errors import DataError, KplabError
-from kplab.faces.predict import MAX_CHUNK_PIXELS, Face, Predictor, Result
-from kplab.faces.smoothing import OneEuroFilter
+from kplab.faces.inference.predict import MAX_CHUNK_PIXELS, Face, Predictor, Result
+from kplab.faces.inference.smoothing import OneEuroFilter
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
 FALLBACK_FPS = 30.0  # for files whose header gives no frame rate

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kplab.faces.layout import HALF, Layout
+from kplab.faces.training.layout import HALF, Layout
 
 # Reference point pairs for NME (subject-left, subject-right), looked up by name in the layout.
 NORMALISERS = {

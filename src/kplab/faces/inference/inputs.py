@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from kplab.faces.images import IMAGE_EXTENSIONS
-from kplab.faces.video import VIDEO_EXTENSIONS
+from kplab.faces.training.images import IMAGE_EXTENSIONS
+from kplab.faces.inference.video import VIDEO_EXTENSIONS
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[str, Path]], list[str]]:

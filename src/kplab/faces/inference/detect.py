@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from kplab.errors import KplabError
-from kplab.faces.framing import FRAMING_POINTS, _edge_to_point, apply_affine
-from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout
+from kplab.faces.training.framing import FRAMING_POINTS, _edge_to_point, apply_affine
+from kplab.faces.training.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout
 
 # Median position of each framing point inside OpenCV's frontal-face Haar box, in box units
 # ((x - x0) / width, (y - y0) / height): measured by `calibrate_box_points` on 1,000 random faces15

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from kplab.errors import ConfigError, DataError, KplabError
-from kplab.faces.faceset import FaceSet, hold_out
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, LAYOUTS, Layout, layout_for_count, layout_for_names
+from kplab.faces.training.faceset import FaceSet, hold_out
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, LAYOUTS, Layout, layout_for_count, layout_for_names
 from kplab.progress import say
 
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -65,7 +65,7 @@ def read_faces(path: str | Path | None, split: str | None = None, *, layout: Lay
         if split is not None:
             raise DataError(f"{path}: annotated photos have no splits (got split {split!r}); omit the split "
                             f"to read every face")
-        from kplab.faces.photo_faces import read_photo_faces
+        from kplab.faces.training.photo_faces import read_photo_faces
 
         return read_photo_faces(path).as_layout(layout)
     if path.is_dir():
@@ -293,7 +293,7 @@ def _is_packed(path: Path) -> bool:
 
 
 def _packed():
-    from kplab.faces import packed  # here: memory mapping is only needed for packed folders
+    from kplab.faces.training import packed  # here: memory mapping is only needed for packed folders
 
     return packed
 
@@ -316,7 +316,7 @@ def _synthetic_split_size(n_train: int, split: str) -> int:
 
 
 def _synthetic(n_train: int, split: str, seed: int, layout: Layout) -> FaceSet:
-    from kplab.faces.synthetic import synthetic_faces  # here: synthetic.py imports this module (and cv2)
+    from kplab.faces.training.synthetic import synthetic_faces  # here: synthetic.py imports this module (and cv2)
 
     # One independent stream per (seed, split): the val faces can never repeat a training face.
     stream = int(np.random.SeedSequence([seed, SYNTHETIC_SPLITS.index(split)]).generate_state(1)[0])

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from kplab.errors import DataError, KplabError
-from kplab.faces.annotations import Annotation, read_annotations
-from kplab.faces.faceset import FaceSet
-from kplab.faces.framing import Framing, apply_affine, crop_faces
-from kplab.faces.images import read_image, to_grey
-from kplab.faces.layout import Layout
+from kplab.faces.training.annotations import Annotation, read_annotations
+from kplab.faces.training.faceset import FaceSet
+from kplab.faces.training.framing import Framing, apply_affine, crop_faces
+from kplab.faces.training.images import read_image, to_grey
+from kplab.faces.training.layout import Layout
 from kplab.progress import bar
 
 # A point more than this share of the photo's longer side outside the photo is a typing error, not a

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from kplab.errors import DataError, KplabError
-from kplab.faces.images import IMAGE_EXTENSIONS
-from kplab.faces.layout import Layout, layout_for_count, layout_for_names
+from kplab.faces.training.images import IMAGE_EXTENSIONS
+from kplab.faces.training.layout import Layout, layout_for_count, layout_for_names
 
 
 @dataclass

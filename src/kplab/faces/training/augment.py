@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from kplab.errors import ConfigError
-from kplab.faces.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, normalise, to_pixels
+from kplab.faces.training.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, normalise, to_pixels
 from kplab.geometry import hflip, hflip_affine, matmul_affine, random_affine, warp_images, warp_points
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from kplab.errors import DataError, KplabError
-from kplab.faces.faceset import FaceSet, hold_out
-from kplab.faces.layout import IMAGE_SIZE, KAGGLE15, Layout, layout_for_names
+from kplab.faces.training.faceset import FaceSet, hold_out
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, Layout, layout_for_names
 from kplab.progress import say
 
 FORMAT = "kplab-packed-faces"
