@@ -81,3 +81,4 @@ def test_evaluating_a_shipped_model_writes_its_report_where_the_user_is(tmp_path
     assert "report written to eval-faces-default" in result.stderr
     assert sorted(p.name for p in package.iterdir()) == before
     assert str(report_dir("faces68")) == "eval-faces68" and str(report_dir("a/x.onnx")) == "eval-x"
+    assert str(report_dir("faces68-int8")) == "eval-faces68-int8"

@@ -72,7 +72,7 @@ def report_dir(model: str | Path) -> Path:
     (inside the installed package) or an .onnx file, a folder `eval-NAME` in the current folder."""
     name = shipped_model(model)
     if name is not None:
-        return Path(f"eval-{Path(name).parent.name or name}" if name.endswith(".onnx") else f"eval-{name}")
+        return Path(f"eval-{model}" if name.endswith(".onnx") else f"eval-{name}")  # faces68-int8: its own
     path = Path(model)
     return Path(f"eval-{path.stem}") if path.suffix == ".onnx" else path / "eval"
 
