@@ -122,7 +122,7 @@ def main():
         tmp = Path(tmp)
         t0 = time.perf_counter()
         size = pack_synthetic(tmp / "big", args.faces, args.pool)
-        small = pack_synthetic(tmp / "small", args.pool, args.pool)
+        pack_synthetic(tmp / "small", args.pool, args.pool)
         print(f"packed {args.faces:,} + {VAL} faces: {size / 2**30:.2f} GiB, and the {args.pool:,}-face pool "
               f"alone for the baseline, in {time.perf_counter() - t0:.0f} s (as float tensors in memory the "
               f"{args.faces:,} training images alone would take {args.faces * 96 * 96 * 4 / 2**30:.1f} GiB)",

@@ -1,6 +1,5 @@
 """Batched augmentations against exact references (rot90, integer shifts) and their stated statistics."""
 
-import math
 
 import pytest
 import torch

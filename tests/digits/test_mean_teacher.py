@@ -10,7 +10,6 @@ are computed here independently.
 
 import copy
 
-import pytest
 import torch
 import torch.nn.functional as F
 

@@ -58,7 +58,6 @@ def test_crop_pixels_land_where_the_affine_sends_the_points(scale, angle):
     # Dots at known sub-pixel places in a photo; after cropping, each dot's measured centre must sit
     # where the same affine sends its point (this pins the pixel-centre convention and the
     # anti-aliasing shrink used for strong downscaling).
-    rng = np.random.default_rng(int(scale * 100))
     h, w = 500, 420
     crop_centre = np.array([IMAGE_SIZE / 2, IMAGE_SIZE / 2])
     A = similarity(scale, angle, 0, 0)

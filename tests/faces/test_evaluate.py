@@ -16,7 +16,7 @@ from torch import nn
 
 from kplab.cli import main
 from kplab.faces.training.data import write_npz
-from kplab.faces.training.evaluate import evaluate, evaluation_report, predict, to_tensors
+from kplab.faces.training.evaluate import evaluate, evaluation_report, predict
 from kplab.faces.training.layout import KAGGLE15, PIXEL_CENTRE
 from kplab.faces.training.model import load_model
 from kplab.faces.inference.predict import resolve_model

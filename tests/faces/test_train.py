@@ -1,14 +1,12 @@
 """Training loop: schedule, masked loss, determinism, resume after SIGKILL, checkpoints, quality floor."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file

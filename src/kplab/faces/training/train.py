@@ -8,7 +8,6 @@ seeded with (seed, e), so a resumed run continues exactly as the uninterrupted o
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import dataclass, field
