@@ -136,6 +136,9 @@ def test_a_failed_crop_leaves_no_file(folder, tmp_path):
     result = CliRunner().invoke(main, ["crop", str(folder), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert len(read_faces(out)) == 3
+    fifteen = tmp_path / "out" / "crops15.npz"  # 68-point files cut into 15-point crops
+    assert CliRunner().invoke(main, ["crop", str(folder), "--layout", "kaggle15", "--out", str(fifteen)]).exit_code == 0
+    np.testing.assert_allclose(read_faces(fifteen).keypoints, read_faces(out, layout=KAGGLE15).keypoints, atol=1e-4)
     lines = _lines(folder)
     lines[9] = "12.5 abc"
     _rewrite(folder, lines)

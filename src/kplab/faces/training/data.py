@@ -67,7 +67,7 @@ def read_faces(path: str | Path | None, split: str | None = None, *, layout: Lay
                             f"to read every face")
         from kplab.faces.training.photo_faces import read_photo_faces
 
-        return read_photo_faces(path).as_layout(layout)
+        return read_photo_faces(path, layout)
     if path.is_dir():
         return _read_i2dl_split(path, split or "train", layout)
     suffix = path.suffix.lower()

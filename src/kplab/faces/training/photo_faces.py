@@ -28,9 +28,15 @@ MAX_OUTSIDE = 0.5
 
 def read_photo_faces(path: str | Path, layout: Layout | None = None) -> FaceSet:
     """Training crops (96 x 96 grey) and their keypoints from a folder of photos with .pts files, an imglab
-    .xml or a photo .csv. Faces of one photo share its name in `photo`, so hold-outs keep them together."""
-    annotations, layout = read_annotations(path, layout)
-    return crop_annotations(annotations, layout, source=str(path))
+    .xml or a photo .csv. Faces of one photo share its name in `photo`, so hold-outs keep them together.
+    `layout`: read the files in it, or derive it from the files' own (15 Kaggle points from 68)."""
+    try:
+        annotations, own = read_annotations(path, layout)
+    except DataError:
+        if layout is None:
+            raise
+        annotations, own = read_annotations(path)  # the file's own layout, derived into `layout` below
+    return crop_annotations(annotations, own, source=str(path)).as_layout(layout)
 
 
 def crop_annotations(annotations: list[Annotation], layout: Layout, source: str = "photos") -> FaceSet:
