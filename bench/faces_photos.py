@@ -34,11 +34,17 @@ def truth_table(folder: Path, layout: Layout) -> dict[str, np.ndarray]:
     return {a.photo.name: a.points for a in annotations}
 
 
+def matched_index(boxes, truth: np.ndarray) -> int | None:
+    """Index of the box [x0, y0, x1, y1] that holds the centre of the true points (largest if several)."""
+    centre = np.nanmean(truth, 0)
+    inside = [i for i, b in enumerate(boxes) if b[0] <= centre[0] <= b[2] and b[1] <= centre[1] <= b[3]]
+    return max(inside, key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]), default=None)
+
+
 def matched(faces, truth: np.ndarray):
     """The face whose box holds the centre of the true points (largest if several), or None."""
-    centre = np.nanmean(truth, 0)
-    inside = [f for f in faces if f.box[0] <= centre[0] <= f.box[2] and f.box[1] <= centre[1] <= f.box[3]]
-    return max(inside, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), default=None)
+    i = matched_index([f.box for f in faces], truth)
+    return None if i is None else faces[i]
 
 
 def perturbed_boxes(box: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from faces_photos import matched_index, truth_table  # bench/ is on the path when this script runs
 
-from kplab.faces.training.annotations import read_photo_csv
 from kplab.faces.training.images import read_image
 from kplab.faces.training.layout import HALF, IBUG68, KAGGLE15, convert_points
 from kplab.faces.training.metrics import per_image_nme, per_region_table
@@ -43,13 +43,6 @@ def dlib_model_file() -> Path:
     return Path(spec.submodule_search_locations[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
 
 
-def best_match(boxes: list[np.ndarray], truth: np.ndarray) -> int | None:
-    """Index of the box that holds the centre of the true points (the largest if several), or None."""
-    centre = np.nanmean(truth, 0)
-    inside = [i for i, b in enumerate(boxes) if b[0] <= centre[0] <= b[2] and b[1] <= centre[1] <= b[3]]
-    return max(inside, key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]), default=None)
-
-
 def run_dlib(photos: dict[str, np.ndarray], truth: dict[str, np.ndarray]):
     import dlib
 
@@ -60,7 +53,7 @@ def run_dlib(photos: dict[str, np.ndarray], truth: dict[str, np.ndarray]):
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         rects = list(detector(rgb, 1))
         boxes = [np.array([r.left(), r.top(), r.right(), r.bottom()], float) for r in rects]
-        i = best_match(boxes, truth[name])
+        i = matched_index(boxes, truth[name])
         if i is None:
             continue
         shape = predictor(rgb, rects[i])
@@ -74,7 +67,7 @@ def run_kplab(model: str, photos: dict[str, np.ndarray], truth: dict[str, np.nda
     predictor = Predictor(model, backend="onnx", threads=1, layout=layout)
     found = {}
     for name, faces in zip(photos, predictor.predict_images(list(photos.values()))):
-        i = best_match([f.box for f in faces], truth[name])
+        i = matched_index([f.box for f in faces], truth[name])
         if i is not None:
             found[name] = faces[i].keypoints
     crop = np.random.default_rng(0).random((1, 1, 96, 96), dtype=np.float32)
@@ -97,9 +90,7 @@ def main():
     ap.add_argument("--fifteen", default="default", help="the 15-point model to compare the derived points with")
     args = ap.parse_args()
     folder = Path(args.photos)
-    annotations, _ = read_photo_csv(folder / "keypoints68.csv", IBUG68)
-    truth = {a.photo.name: a.points for a in annotations}
-    truth15 = {a.photo.name: a.points for a in read_photo_csv(folder / "keypoints.csv", KAGGLE15)[0]}
+    truth, truth15 = truth_table(folder, IBUG68), truth_table(folder, KAGGLE15)
     photos = {name: read_image(folder / name) for name in truth}
 
     dlib_found, dlib_ms = run_dlib(photos, truth)
@@ -109,7 +100,7 @@ def main():
     rows = [("dlib 68 (raw, 0-based)", dlib_found),
             ("dlib 68 (+1 px: 1-based)", {n: p + 1.0 for n, p in dlib_found.items()}),
             (f"kplab {args.model}", ours)] + ([(f"kplab {args.model}, int8 ONNX", int8)] if int8 else [])
-    print(f"40 photos, 68 points; NME_io % (outer eye corners) over the faces each tool found\n")
+    print("40 photos, 68 points; NME_io % (outer eye corners) over the faces each tool found\n")
     print(f"{'tool':<26} {'found':>6} " + " ".join(f"{r:>6}" for r in REGIONS))
     for label, found in rows:
         nme = region_nme(found, truth, IBUG68)
