@@ -44,6 +44,15 @@ def test_a_68_point_model_answers_in_15_points(tiny68_dir, detectable_face):
     assert len(both) == len(fifteen) == 1 and both[0].names == IBUG68.names
     assert fifteen[0].names == KAGGLE15.names
     np.testing.assert_allclose(fifteen[0].keypoints, convert_points(both[0].keypoints, IBUG68, KAGGLE15), atol=1e-9)
+    # One framing: a face's points are the model's prediction on the crop its affine cuts, mapped back
+    from kplab.faces.training.framing import crop_faces, uncrop_points
+
+    one = Predictor(tiny68_dir, starts=1)
+    face = one.predict(grey)[0]
+    direct = uncrop_points(one.predict_crops(crop_faces(grey, face.affine[None])), face.affine[None])[0]
+    np.testing.assert_allclose(face.keypoints, direct, atol=1e-6)
+    np.testing.assert_allclose(Predictor(tiny68_dir, starts=1, layout="kaggle15").predict(grey)[0].keypoints,
+                               convert_points(direct, IBUG68, KAGGLE15), atol=1e-6)
     with pytest.raises(Exception, match="cannot give ibug68"):
         Predictor("default", layout="ibug68")
 

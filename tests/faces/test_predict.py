@@ -212,6 +212,12 @@ def test_agreeing_fits_keep_the_framings_that_found_the_same_face():
     assert agreeing_fits(fits)[0].tolist() == [[False, False, True, True, True]]
 
 
+def test_fit_quality_falls_from_one_to_zero_over_half_an_eye_distance():
+    from kplab.faces.inference.predict import fit_quality
+
+    np.testing.assert_allclose(fit_quality([0.0, 0.1, 0.25, 0.5, 2.0]), [1.0, 0.8, 0.5, 0.0, 0.0])
+
+
 def test_start_boxes_move_and_scale_about_the_centre():
     from kplab.faces.inference.predict import _start_boxes
 

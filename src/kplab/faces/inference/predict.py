@@ -243,7 +243,7 @@ class Predictor:
             kept, disagreement = agreeing_fits(np.einsum("mk,fskc->fsmc", self.framing.weights, p))
             mean = (p * kept[..., None, None]).sum(1) / kept.sum(1)[:, None, None]  # (F, K, 2)
             best = np.argmax(kept, axis=1)  # a kept framing, for the record
-            quality = np.clip(1.0 - disagreement / QUALITY_SCALE, 0.0, 1.0)  # (F,)
+            quality = fit_quality(disagreement)  # (F,)
             faces.append([Face(box, self.to_output @ pts, self.output_layout.names, a[f, best[f]],
                                None if np.isnan(score) else float(score), float(q))
                           for f, (box, pts, score, q) in enumerate(zip(b, mean, sc, quality))
@@ -315,6 +315,11 @@ def agreeing_fits(framing_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     centre = close.sum(-1).argmax(1)  # (F,)
     rows = np.arange(len(centre))
     return close[rows, centre], np.median(apart[rows, centre], axis=1)
+
+
+def fit_quality(disagreement: np.ndarray) -> np.ndarray:
+    """Quality from the fits' disagreement (in eye distances): 1 at 0, falling to 0 at QUALITY_SCALE."""
+    return np.clip(1.0 - np.asarray(disagreement) / QUALITY_SCALE, 0.0, 1.0)
 
 
 # A re-framing that changes a face's scale by more than this factor means the previous pass's
