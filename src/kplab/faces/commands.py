@@ -95,7 +95,7 @@ def evaluate(model, data_path, split, layout, tta, as_json, out, device):
     from kplab.faces.inference.predict import load_any_model, report_dir
     from kplab.progress import say
 
-    module, model_layout, _, _ = load_any_model(model)
+    module, model_layout, _ = load_any_model(model)
     scored = get_layout(layout) if layout else model_layout
     module = in_layout(module.to(_device(device)), model_layout, scored)
     if split is None and "val" in available_splits(data_path):

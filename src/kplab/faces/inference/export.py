@@ -189,8 +189,6 @@ class OnnxModule(nn.Module):
         self.meta.update({key: self.metadata[key] for key in ("weights_sha256", "kplab_version") if key in self.metadata})
         if self.metadata.get("n_params", "").isdigit():
             self.meta["n_params"] = int(self.metadata["n_params"])
-        shape = self.meta.get("framing_target", self.meta.get("mean_shape"))
-        self.framing_shape = None if shape is None else np.asarray(shape, np.float64)
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """(N, 1, 96, 96) float32 -> (N, 2K) float32."""

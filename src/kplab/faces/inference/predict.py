@@ -78,9 +78,9 @@ def report_dir(model: str | Path) -> Path:
 
 
 def load_any_model(model: str | Path, backend: str | None = None, threads: int | None = None
-                   ) -> tuple[torch.nn.Module, Layout, np.ndarray | None, dict]:
-    """(module (N, 1, 96, 96) -> (N, 2K), layout, framing shape (K, 2) or None, metadata) for a shipped
-    name, a model directory or a .onnx file; backend None picks onnx for a .onnx file, torch otherwise."""
+                   ) -> tuple[torch.nn.Module, Layout, dict]:
+    """(module (N, 1, 96, 96) -> (N, 2K), layout, metadata as model.json holds it) for a shipped name, a
+    model directory or a .onnx file; backend None picks onnx for a .onnx file, torch otherwise."""
     path = resolve_model(model)
     if backend is None:
         backend = "onnx" if path.suffix == ".onnx" and path.is_file() else "torch"
@@ -150,7 +150,7 @@ class Predictor:
                  min_quality: float = 0.0):
         if passes < 1 or batch_size < 1 or not 1 <= starts <= len(STARTS):
             raise KplabError(f"passes and batch_size must be at least 1, starts from 1 to {len(STARTS)}")
-        self.module, self.layout, framing_shape, self.metadata = load_any_model(model, backend, threads)
+        self.module, self.layout, self.metadata = load_any_model(model, backend, threads)
         self.backend = "onnx" if isinstance(self.module, OnnxModule) else "torch"
         self.output_layout = self.layout if layout is None else (
             layout if isinstance(layout, Layout) else get_layout(layout))
@@ -160,10 +160,11 @@ class Predictor:
         self.detector = HaarFaceDetector() if detect else None
         self.framing = None
         if detect:
-            if framing_shape is None:
+            shape = framing_shape(self.metadata)
+            if shape is None:
                 raise CheckpointError(f"{model}: the model records no mean_shape, which framing photos "
                                       "needs; retrain it, or use --no-detect with ready 96x96 crops")
-            self.framing = Framing.for_layout(self.layout, framing_shape, HAAR_BOX_POINTS)
+            self.framing = Framing.for_layout(self.layout, shape, HAAR_BOX_POINTS)
         self.min_side = self.detector.min_side if detect else IMAGE_SIZE // 4
         self.forward_calls = 0
         self.module.register_forward_hook(self._count_forward)
@@ -339,8 +340,8 @@ def _reframe(framing: Framing, points: np.ndarray, affines: np.ndarray) -> np.nd
 
 
 def _load_backend(path: Path, backend: str, threads: int | None
-                  ) -> tuple[torch.nn.Module, Layout, np.ndarray | None, dict]:
-    """(module, layout, framing shape or None, metadata) for a resolved model path (see load_any_model)."""
+                  ) -> tuple[torch.nn.Module, Layout, dict]:
+    """(module, layout, metadata) for a resolved model path (see load_any_model)."""
     from kplab.checkpoint import read_meta
     from kplab.faces.inference.export import export_onnx, weights_sha256
     from kplab.faces.training.model import load_model
@@ -350,22 +351,21 @@ def _load_backend(path: Path, backend: str, threads: int | None
             raise CheckpointError(f"{path}: a model file must be an exported .onnx used with backend='onnx'; "
                                   "otherwise pass a model directory")
         module = OnnxModule(path, threads)
-        return module, module.layout, module.framing_shape, module.meta
+        return module, module.layout, module.meta
     meta = read_meta(path)
     layout = Layout.from_dict(meta["layout"])
-    shape = framing_shape(meta)
     if backend == "torch":
-        return load_model(path), layout, shape, meta
+        return load_model(path), layout, meta
     # An up-to-date model.onnx beside the weights (from `kplab export`) saves the export time.
     beside = path / "model.onnx"
     if beside.is_file():
         module = OnnxModule(beside, threads)
         if module.metadata.get("weights_sha256") == weights_sha256(path):
-            return module, layout, shape, meta
+            return module, layout, meta
     from kplab.progress import say
 
     say(f"exporting {path} to ONNX in memory (run `kplab export {path}` once to skip this)")
-    return OnnxModule(export_onnx(load_model(path), meta), threads), layout, shape, meta
+    return OnnxModule(export_onnx(load_model(path), meta), threads), layout, meta
 
 
 def framing_shape(meta: dict) -> np.ndarray | None:
