@@ -32,7 +32,8 @@ import numpy as np
 
 from kplab.errors import ConfigError, DataError, KplabError
 from kplab.faces.training.faceset import FaceSet, hold_out
-from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, LAYOUTS, Layout, layout_for_count, layout_for_names
+from kplab.faces.training.layout import (IBUG68, IMAGE_SIZE, KAGGLE15, LAYOUTS, Layout, layout_for_count,
+                                        layout_for_names)
 from kplab.progress import say
 
 N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -208,7 +209,8 @@ def read_npz(path: str | Path, split: str | None = None, layout: Layout | None =
             if required not in npz.files:
                 raise DataError(f"{path}: no '{required}' array (has: {', '.join(npz.files)})")
         fields = {k: _npz_field(npz, k, path) for k in
-                  ("images", "keypoints", "split", "person", "names", "keypoint_names", "photo", "framing_target")
+                  ("images", "keypoints", "split", "person", "names", "keypoint_names", "photo", "framing_target",
+                   "keypoints68")
                   if k in npz.files}
     n = len(fields["images"])
     for k in ("split", "person", "names", "photo"):
@@ -231,8 +233,12 @@ def read_npz(path: str | Path, split: str | None = None, layout: Layout | None =
     if names is None:
         names = np.array([f"{path.name}:index {i}" for i in range(n)])
     pick = (lambda k: None if fields.get(k) is None else fields[k][keep])
+    dense = fields.get("keypoints68")  # faces15.npz: the 68 iBUG points each 15-point crop was made from
+    if dense is not None and dense.shape != (n, IBUG68.n_points, 2):
+        raise DataError(f"{path}: 'keypoints68' has shape {dense.shape}, expected ({n}, {IBUG68.n_points}, 2)")
     faces = FaceSet(images[keep], keypoints[keep], file_layout, names=names[keep], person=pick("person"),
-                    source=source, photo=pick("photo"), framing_target=fields.get("framing_target"))
+                    source=source, photo=pick("photo"), framing_target=fields.get("framing_target"),
+                    dense_keypoints=pick("keypoints68"), dense_layout=None if dense is None else IBUG68)
     return faces.as_layout(layout)
 
 
@@ -281,6 +287,8 @@ def write_npz(path: str | Path, faces: FaceSet | Mapping[str, FaceSet]) -> None:
             arrays[field] = np.concatenate([getattr(s, field) for s in sets]).astype(str)
     if sets[0].framing_target is not None:
         arrays["framing_target"] = sets[0].framing_target
+    if all(s.dense_layout is not None and s.dense_layout.names == IBUG68.names for s in sets):
+        arrays["keypoints68"] = np.concatenate([s.dense_keypoints for s in sets])  # as faces15.npz carries them
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())

@@ -20,6 +20,10 @@ class FaceSet:
     source: str = ""  # human description for messages
     photo: np.ndarray | None = None  # (N,) str: the photo each face was cut from (faces of a photo stay together)
     framing_target: np.ndarray | None = None  # (K, 2): where the crops put the face, for faces cut from photos
+    # Denser points of the same faces in the same crop frame (68 iBUG points behind 15 Kaggle ones), which
+    # training may supervise too (ModelConfig.dense_layout); NaN where missing.
+    dense_keypoints: np.ndarray | None = None  # (N, K_dense, 2) float32 pixels
+    dense_layout: Layout | None = None
 
     def __post_init__(self):
         where = self.source or "faces"
@@ -44,6 +48,13 @@ class FaceSet:
             if self.framing_target.shape != (self.layout.n_points, 2):
                 raise DataError(f"{where}: framing_target must have shape ({self.layout.n_points}, 2), "
                                 f"got {self.framing_target.shape}")
+        if (self.dense_keypoints is None) != (self.dense_layout is None):
+            raise DataError(f"{where}: dense_keypoints and dense_layout come together")
+        if self.dense_keypoints is not None:
+            self.dense_keypoints = np.asarray(self.dense_keypoints, dtype=np.float32)
+            if self.dense_keypoints.shape != (n, self.dense_layout.n_points, 2):
+                raise DataError(f"{where}: dense keypoints must have shape ({n}, {self.dense_layout.n_points}, 2) "
+                                f"for layout {self.dense_layout.name}, got {self.dense_keypoints.shape}")
         for field in ("names", "person", "photo"):
             value = getattr(self, field)
             if value is not None:
@@ -70,17 +81,29 @@ class FaceSet:
             index = index.astype(np.intp)  # also makes an empty list a valid index
         pick = (lambda a: None if a is None else a[index])
         return FaceSet(self.images[index], self.keypoints[index], self.layout, pick(self.names),
-                       pick(self.person), self.source, pick(self.photo), self.framing_target)
+                       pick(self.person), self.source, pick(self.photo), self.framing_target,
+                       pick(self.dense_keypoints), self.dense_layout)
 
     def as_layout(self, layout: Layout | None) -> "FaceSet":
-        """These faces in another layout that theirs derives (68 -> 15), or themselves."""
+        """These faces in another layout that theirs derives (68 -> 15), or themselves. The points they were
+        derived from stay on as the dense points."""
         if layout is None or layout.names == self.layout.names:
             return self
         from kplab.faces.training.layout import convert_points
 
         target = None if self.framing_target is None else convert_points(self.framing_target, self.layout, layout)
         return FaceSet(self.images, convert_points(self.keypoints, self.layout, layout).astype(np.float32),
-                       layout, self.names, self.person, self.source, self.photo, target)
+                       layout, self.names, self.person, self.source, self.photo, target,
+                       self.keypoints, self.layout)
+
+    def with_dense_stacked(self) -> "FaceSet":
+        """The faces with their dense points appended as more points (layout `stacked`), for training."""
+        from kplab.faces.training.layout import stacked
+
+        if self.dense_keypoints is None:
+            raise DataError(f"{self.source or 'faces'}: no dense keypoints to stack")
+        return FaceSet(self.images, np.concatenate([self.keypoints, self.dense_keypoints], 1),
+                       stacked(self.layout, self.dense_layout), self.names, self.person, self.source, self.photo)
 
     @property
     def groups(self) -> np.ndarray | None:

@@ -210,6 +210,14 @@ def layout_for_count(n_points: int, where: str = "data") -> Layout:
                      f"({', '.join(f'{l.name}: {l.n_points}' for l in LAYOUTS.values())}); pass --layout")
 
 
+def stacked(first: Layout, second: Layout, prefix: str = "dense:") -> Layout:
+    """One layout of `first`'s points followed by `second`'s (names prefixed, flip pairs shifted), so a
+    second set of points (dense supervision) is augmented and mirrored with the first."""
+    k = first.n_points
+    return Layout(f"{first.name}+{second.name}", first.names + tuple(prefix + n for n in second.names),
+                  first.flip_pairs + tuple((a + k, b + k) for a, b in second.flip_pairs))
+
+
 def convert_points(points: np.ndarray, source: Layout, target: Layout) -> np.ndarray:
     """Points (..., K_source, 2) as `target`'s points (..., K_target, 2); a derived point is NaN when any
     point it is made from is missing."""

@@ -17,7 +17,7 @@ from torch import nn
 from kplab import checkpoint
 from kplab.config import from_dict, to_dict
 from kplab.errors import CheckpointError
-from kplab.faces.training.layout import HALF, IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout
+from kplab.faces.training.layout import HALF, IMAGE_SIZE, KAGGLE15, PIXEL_CENTRE, Layout, get_layout
 
 # I2DL model limits.
 MAX_PARAMS = 5_000_000
@@ -35,6 +35,12 @@ class ModelConfig:
     head_width: int = 32                   # channels of the upsampling path
     dropout: float = 0.1                   # Dropout2d before the head: whole feature maps, as suits convs
     softargmax_beta: float = 1.0           # initial inverse temperature (learned)
+    # Dense supervision: also predict a denser layout's points (training sees them where the data has
+    # them, e.g. the 68 iBUG points behind faces15.npz's 15). "aux": the output points keep their own
+    # heatmaps and the dense ones are an extra task; "derive": the output points are the dense layout's
+    # derivation of its own (a Kaggle eye centre = the mean of six predicted eye points).
+    dense_layout: str = ""                 # a registered layout name, or "" for none
+    dense_mode: str = "aux"
 
 
 class ConvBN(nn.Sequential):
@@ -90,6 +96,15 @@ class KeypointNet(nn.Module):
         self.backbone = Backbone(cfg.widths, cfg.blocks)
         self.drop = nn.Dropout2d(cfg.dropout)
         k = layout.n_points
+        self.dense_layout = get_layout(cfg.dense_layout) if cfg.dense_layout else None
+        if self.dense_layout is not None:
+            if cfg.dense_mode not in ("aux", "derive"):
+                raise ValueError(f"unknown dense_mode {cfg.dense_mode!r}; use 'aux' or 'derive'")
+            derive = cfg.dense_mode == "derive"
+            # (K, K_dense) mean weights; raises when the dense layout cannot give this layout's points
+            self.register_buffer("derive", torch.as_tensor(self.dense_layout.converter(layout), dtype=torch.float32)
+                                 if derive else torch.zeros(0), persistent=False)
+            k = (0 if derive else k) + self.dense_layout.n_points  # every predicted point, output ones first
         if cfg.head == "heatmap":
             # Top-down path: the deepest features are upsampled stage by stage to the heatmap
             # stride, adding a 1x1 lateral of each stage on the way (a minimal FPN).
@@ -116,17 +131,36 @@ class KeypointNet(nn.Module):
             y = F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False) + lateral(f)
         return self.to_heatmaps(self.smooth(y))  # (N, K, S, S) logits
 
-    def forward(self, x) -> torch.Tensor:
+    def predicted_points(self, x) -> torch.Tensor:
+        """Every point the network predicts (N, K_all, 2): the output layout's, then the dense layout's."""
         n = x.shape[0]
         if self.cfg.head == "regression":
             f = self.drop(self.backbone(x)[-1]).mean((2, 3))
-            return self.fc(f)  # (N, 2K)
+            return self.fc(f).view(n, -1, 2)
         logits = self.heatmaps(x) * self.log_beta.exp()  # (N, K, S, S)
         s = logits.shape[-1]
         prob = logits.flatten(2).softmax(-1).view(n, -1, s, s)
         x_coord = (prob.sum(2) * self.grid).sum(-1)  # (N, K): marginal over rows, expectation over columns
         y_coord = (prob.sum(3) * self.grid).sum(-1)
-        return torch.stack((x_coord, y_coord), -1).flatten(1)  # (N, 2K)
+        return torch.stack((x_coord, y_coord), -1)  # (N, K, 2)
+
+    def forward_dense(self, x) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(output points (N, K, 2), dense points (N, K_dense, 2) or None without dense supervision)."""
+        points = self.predicted_points(x)
+        if self.dense_layout is None:
+            return points, None
+        dense = points[:, points.shape[1] - self.dense_layout.n_points:]
+        if self.derive.numel():
+            return torch.einsum("kd,ndc->nkc", self.derive.to(dense.dtype), dense), dense
+        return points[:, :self.layout.n_points], dense
+
+    def forward(self, x, dense: bool = False) -> torch.Tensor:
+        """(N, 2K) output coordinates; with `dense`, (N, K + K_dense, 2) output then dense points (training:
+        a keyword rather than a second method, so a DistributedDataParallel wrapper sees the call)."""
+        points, dense_points = self.forward_dense(x)
+        if not dense:
+            return points.flatten(1)
+        return points if dense_points is None else torch.cat([points, dense_points], 1)
 
 
 def build_model(cfg: ModelConfig, layout: Layout = KAGGLE15) -> KeypointNet:

@@ -24,6 +24,7 @@ from kplab.errors import ConfigError
 from kplab.faces.training.augment import AugmentConfig, Augmenter
 from kplab.faces.training.batches import FaceTensors
 from kplab.faces.training.faceset import FaceSet
+from kplab.faces.training.layout import get_layout
 from kplab.faces.training.evaluate import evaluate, to_tensors
 from kplab.faces.training.model import ModelConfig, build_model, count_params, save_model
 from kplab.progress import bar, say
@@ -42,6 +43,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
     loss: str = "l1"              # "l1" | "mse" | "smooth_l1" on normalised coordinates, masked
+    dense_weight: float = 1.0     # weight of the dense points' loss (model.dense_layout) beside the output points'
     ema_decay: float = 0.998      # per step; the EMA weights are what gets evaluated and saved
     grad_clip: float = 5.0
     val_tta: bool = False         # also average with the flipped image when validating
@@ -63,6 +65,22 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
         pred, target, reduction="none")  # (N, K, 2)
     weights = mask.unsqueeze(-1).expand_as(per_coord).to(per_coord.dtype)
     return (per_coord * weights).sum() / weights.sum().clamp(min=1)
+
+
+def supervised_loss(pred: torch.Tensor, y: torch.Tensor, m: torch.Tensor, cfg: TrainConfig,
+                    ranks=distributed.Ranks()) -> torch.Tensor:
+    """The output points' masked loss, plus `dense_weight` times the dense points' (the columns past the
+    output layout's K). A heatmap head cannot place a point outside the image (the jaw of a tight crop):
+    such dense points are left out rather than pulled to the border."""
+    k = y.shape[1] if not cfg.model.dense_layout else y.shape[1] - get_layout(cfg.model.dense_layout).n_points
+    loss = distributed.as_global_mean(masked_loss(pred[:, :k], y[:, :k], m[:, :k], cfg.loss), m[:, :k], ranks)
+    if k == y.shape[1]:
+        return loss
+    dense_mask = m[:, k:]
+    if cfg.model.head == "heatmap":
+        dense_mask = dense_mask & (y[:, k:].abs() <= 1).all(-1)
+    dense = masked_loss(pred[:, k:], y[:, k:], dense_mask, cfg.loss)
+    return loss + cfg.dense_weight * distributed.as_global_mean(dense, dense_mask, ranks)
 
 
 class EMA:
@@ -100,8 +118,8 @@ def train_one_epoch(model, ema, optimizer, augmenter, data: FaceTensors, cfg: Tr
         x, y, m = augmenter(*data[batch[share]], gen, share=share, batch=len(batch))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, total_steps, warmup, cfg.lr, cfg.min_lr_ratio)
-        pred = model(x.contiguous(memory_format=torch.channels_last)).view_as(y)  # (B, K, 2)
-        loss = distributed.as_global_mean(masked_loss(pred, y, m, cfg.loss), m, ranks)
+        pred = model(x.contiguous(memory_format=torch.channels_last), dense=True)  # (B, K [+ K_dense], 2)
+        loss = supervised_loss(pred, y, m, cfg, ranks)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -157,8 +175,16 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
         (no_decay if p.ndim <= 1 else decay).append(p)  # no weight decay on BN, biases, temperature
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    augmenter = Augmenter(cfg.augment, layout)
-    data = FaceTensors(train_set, device)  # a packed set stays on disk and is read batch by batch
+    train_data = train_set  # what the batches hold: with dense supervision, the dense points appended
+    if cfg.model.dense_layout:  # the dense points ride along as more points through augmentation
+        dense = get_layout(cfg.model.dense_layout)
+        if train_set.dense_layout is None or train_set.dense_layout.names != dense.names:
+            raise ConfigError(f"model.dense_layout = {dense.name!r}, but {train_set.source or 'the training data'} "
+                              f"carries no {dense.name} points (faces15.npz carries them as keypoints68; a "
+                              f"68-point source read with --layout kaggle15 keeps its 68)")
+        train_data = train_set.with_dense_stacked()
+    augmenter = Augmenter(cfg.augment, train_data.layout)
+    data = FaceTensors(train_data, device)  # a packed set stays on disk and is read batch by batch
     val = to_tensors(val_set, device)
     steps_per_epoch = len(train_set) // cfg.batch_size  # drop the ragged last batch (BN needs > 1)
     if cfg.epoch_steps > 0:

@@ -1,0 +1,107 @@
+"""Dense supervision: the 68 points behind 15-point crops ride through data, augmentation, model and loss."""
+
+import numpy as np
+import pytest
+import torch
+
+from kplab.errors import ConfigError, DataError
+from kplab.faces.training.data import read_npz, write_npz
+from kplab.faces.training.faceset import FaceSet
+from kplab.faces.training.layout import IBUG68, KAGGLE15, convert_points, stacked
+from kplab.faces.training.model import ModelConfig, build_model
+from kplab.faces.training.train import TrainConfig, supervised_loss, train
+
+RNG = np.random.default_rng(0)
+
+
+def faces68(n: int = 4) -> FaceSet:
+    points = np.asarray(IBUG68.template, np.float32)[None] + RNG.normal(0, 1, (n, 68, 2)).astype(np.float32)
+    return FaceSet(RNG.integers(0, 256, (n, 96, 96), dtype=np.uint8), points, IBUG68,
+                   person=np.array([f"p{i}" for i in range(n)]))
+
+
+def test_stacked_layout_appends_names_and_shifts_flip_pairs():
+    both = stacked(KAGGLE15, IBUG68)
+    assert both.n_points == 83
+    assert both.names[15] == "dense:" + IBUG68.names[0]
+    # The outer eye corners of the 68 (36, 45) are a flip pair; stacked they sit 15 further on.
+    assert (36 + 15, 45 + 15) in both.flip_pairs or (45 + 15, 36 + 15) in both.flip_pairs
+    perm = both.flip_permutation
+    assert list(perm[:15]) == list(KAGGLE15.flip_permutation)
+    assert list(perm[15:] - 15) == list(IBUG68.flip_permutation)
+
+
+def test_deriving_a_layout_keeps_the_source_points_as_dense_and_subsets_follow():
+    faces = faces68(4)
+    derived = faces.as_layout(KAGGLE15)
+    assert derived.dense_layout is IBUG68
+    np.testing.assert_array_equal(derived.dense_keypoints, faces.keypoints)
+    picked = derived.subset([2, 0])
+    np.testing.assert_array_equal(picked.dense_keypoints, faces.keypoints[[2, 0]])
+    both = picked.with_dense_stacked()
+    assert both.keypoints.shape == (2, 83, 2)
+    np.testing.assert_array_equal(both.keypoints[:, 15:], faces.keypoints[[2, 0]])
+    np.testing.assert_array_equal(both.keypoints[:, :15], derived.keypoints[[2, 0]])
+
+
+def test_dense_points_of_the_wrong_shape_are_refused():
+    faces = faces68(3)
+    with pytest.raises(DataError, match="dense keypoints must have shape"):
+        FaceSet(faces.images, faces.keypoints[:, :15], KAGGLE15, dense_keypoints=faces.keypoints[:, :60],
+                dense_layout=IBUG68)
+
+
+def test_npz_round_trip_carries_keypoints68(tmp_path):
+    derived = faces68(5).as_layout(KAGGLE15)
+    write_npz(tmp_path / "f.npz", derived)
+    with np.load(tmp_path / "f.npz") as z:
+        assert z["keypoints68"].shape == (5, 68, 2)
+    back = read_npz(tmp_path / "f.npz")
+    assert back.layout is KAGGLE15 and back.dense_layout is IBUG68
+    np.testing.assert_allclose(back.dense_keypoints, derived.dense_keypoints)
+
+
+def test_derive_mode_outputs_the_mean_of_the_dense_points_each_kaggle_point_is_made_of():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(dense_layout="ibug68", dense_mode="derive"), KAGGLE15).eval()
+    x = torch.rand(2, 1, 96, 96)
+    out, dense = model.forward_dense(x)
+    assert out.shape == (2, 15, 2) and dense.shape == (2, 68, 2)
+    # left_eye_center is the mean of the six iBUG points of the subject's left eye (42..47).
+    np.testing.assert_allclose(out[:, KAGGLE15.index("left_eye_center")].detach().numpy(),
+                               dense[:, 42:48].mean(1).detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(out.detach().numpy(), convert_points(dense.detach().numpy(), IBUG68, KAGGLE15),
+                               atol=1e-6)
+    assert torch.equal(model(x), out.flatten(1))  # the I2DL contract: (N, 30)
+    assert model(x, dense=True).shape == (2, 83, 2)
+
+
+def test_aux_mode_keeps_own_output_heatmaps():
+    model = build_model(ModelConfig(dense_layout="ibug68", dense_mode="aux"), KAGGLE15).eval()
+    assert model.to_heatmaps.out_channels == 15 + 68
+    out, dense = model.forward_dense(torch.rand(1, 1, 96, 96))
+    assert out.shape == (1, 15, 2) and dense.shape == (1, 68, 2)
+
+
+def test_supervised_loss_weighs_dense_points_and_leaves_out_those_outside_the_image():
+    cfg = TrainConfig(model=ModelConfig(dense_layout="ibug68"), loss="l1", dense_weight=0.5)
+    y = torch.zeros(1, 83, 2)
+    pred = torch.zeros(1, 83, 2)
+    pred[0, :15] = 0.1  # every output coordinate off by 0.1 -> output loss 0.1
+    pred[0, 15:] = 0.2  # every dense coordinate off by 0.2 ...
+    y[0, 15, 0] = 1.5  # ... except one dense target outside the image, which must not count
+    pred[0, 15] = torch.tensor([9.0, 9.0])
+    m = torch.ones(1, 83, dtype=torch.bool)
+    assert supervised_loss(pred, y, m, cfg).item() == pytest.approx(0.1 + 0.5 * 0.2, abs=1e-6)
+    regression = TrainConfig(model=ModelConfig(head="regression", dense_layout="ibug68"), dense_weight=0.5)
+    # A regression head can reach the point outside: it counts there.
+    expected_dense = (0.2 * 134 + abs(9.0 - 1.5) + 9.0) / 136
+    assert supervised_loss(pred, y, m, regression).item() == pytest.approx(0.1 + 0.5 * expected_dense, abs=1e-5)
+
+
+def test_dense_training_without_dense_points_names_the_problem(tmp_path):
+    faces = faces68(40).as_layout(KAGGLE15)
+    bare = FaceSet(faces.images, faces.keypoints, KAGGLE15, source="my.npz")
+    cfg = TrainConfig(model=ModelConfig(dense_layout="ibug68"), epochs=1, batch_size=8)
+    with pytest.raises(ConfigError, match="my.npz carries no ibug68 points"):
+        train(cfg, bare, bare, tmp_path)
