@@ -9,7 +9,7 @@ after the timed run.
 `--compare` runs once without cross-request batching (--max-batch 1) and once with it.
 
 Usage: python bench/serve_load.py [MODEL] [--clients 8] [--seconds 60] [--compare] [--max-batch 8]
-       [--max-wait-ms 5] [--backend onnx] [--photos DIR]
+       [--max-wait-ms 5] [--backend onnx] [--starts S] [--passes P] [--photos DIR]
 """
 
 from __future__ import annotations
@@ -68,10 +68,11 @@ def get_json(port: int, path: str) -> dict:
         conn.close()
 
 
-def start_server(model: str, backend: str, max_batch: int, max_wait_ms: float) -> tuple[subprocess.Popen, int]:
+def start_server(model: str, backend: str, max_batch: int, max_wait_ms: float, framing: list[str]
+                 ) -> tuple[subprocess.Popen, int]:
     port = free_port()
     process = subprocess.Popen([str(KPLAB), "serve", model, "--backend", backend, "--port", str(port),
-                                "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)],
+                                "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms), *framing],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -110,8 +111,8 @@ def client(port: int, photos: list[bytes], start: int, stop_at: float, latencies
 
 
 def run(model: str, backend: str, photos: list[bytes], clients: int, seconds: float, max_batch: int,
-        max_wait_ms: float) -> dict:
-    process, port = start_server(model, backend, max_batch, max_wait_ms)
+        max_wait_ms: float, framing: list[str]) -> dict:
+    process, port = start_server(model, backend, max_batch, max_wait_ms, framing)
     try:
         for body in photos:  # one pass over the photos before timing
             conn = http.client.HTTPConnection(HOST, port, timeout=60)
@@ -166,6 +167,8 @@ def main():
     ap.add_argument("--backend", choices=["onnx", "torch"], default="onnx")
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--starts", type=int, default=None, help="the server's --starts (default: its own, 9)")
+    ap.add_argument("--passes", type=int, default=None, help="the server's --passes (default: its own, 3)")
     ap.add_argument("--compare", action="store_true", help="run with --max-batch 1, then with --max-batch N")
     ap.add_argument("--photos", default=str(default_photos()), help="folder of .jpg photos (default: the shared 40)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON lines too")
@@ -176,8 +179,12 @@ def main():
     if not photos:
         raise SystemExit(f"{args.photos}: no .jpg photos")
     settings = [1, args.max_batch] if args.compare else [args.max_batch]
-    rows = [run(args.model, args.backend, photos, args.clients, args.seconds, b, args.max_wait_ms) for b in settings]
-    print(f"kplab serve {args.model} ({args.backend}), {len(photos)} photos posted round robin by "
+    framing = [*(["--starts", str(args.starts)] if args.starts else []),
+               *(["--passes", str(args.passes)] if args.passes else [])]
+    rows = [run(args.model, args.backend, photos, args.clients, args.seconds, b, args.max_wait_ms, framing)
+            for b in settings]
+    print(f"kplab serve {args.model} ({args.backend}{', ' + ' '.join(framing) if framing else ''}), "
+          f"{len(photos)} photos posted round robin by "
           f"{args.clients} clients for {args.seconds:g} s each run, loopback; max wait {args.max_wait_ms:g} ms")
     print(f"{'max batch':>9}  {'photos/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  {'p99 ms':>7}  {'errors':>6}  "
           f"{'mean batch':>10}  {'CPU ms/photo':>12}  {'RSS before -> after (MB)':>24}")

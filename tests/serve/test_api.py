@@ -82,7 +82,8 @@ def test_40_photos_give_the_records_of_kplab_predict_and_share_model_calls(serve
 
 @pytest.mark.real
 @pytest.mark.parametrize("params, flags", [({"tta": "true"}, ["--tta"]), ({"min_score": "1.5"}, ["--min-score", "1.5"]),
-                                           ({"min_quality": "0.5"}, ["--min-quality", "0.5"])])
+                                           ({"min_quality": "0.5"}, ["--min-quality", "0.5"]),
+                                           ({"starts": "1", "passes": "2"}, ["--starts", "1", "--passes", "2"])])
 def test_query_options_mean_what_predict_flags_mean(server, shared_data, tmp_path, params, flags):
     photo = shared_data / "faces" / "photos" / "Edie_Falco_41.jpg"  # one real face and one false detection
     expected = kplab_predict(str(photo), *flags, out=tmp_path)[photo.name]

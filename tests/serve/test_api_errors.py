@@ -59,6 +59,9 @@ CASES = [
     ("unknown option", lambda g, j: dict(content=g, params={"min-score": "1"}), 422, "unknown query parameter min-score"),
     ("bad boolean", lambda g, j: dict(content=g, params={"tta": "maybe"}), 422, "tta='maybe'"),
     ("bad number", lambda g, j: dict(content=g, params={"min_score": "inf"}), 422, "min_score='inf'"),
+    ("too many starts", lambda g, j: dict(content=g, params={"starts": "10"}), 422, "starts='10': use a whole number from 1 to 9"),
+    ("zero passes", lambda g, j: dict(content=g, params={"passes": "0"}), 422, "passes='0': use a whole number from 1 to 5"),
+    ("passes not a number", lambda g, j: dict(content=g, params={"passes": "2.5"}), 422, "passes='2.5'"),
 ]
 
 

@@ -17,6 +17,15 @@ def test_bad_limits_are_refused_by_the_command():
     assert result.exit_code == 2 and "--max-batch" in result.output
 
 
+def test_framing_flags_take_the_bounds_a_request_has():
+    from kplab.faces.inference.predict import STARTS
+    from kplab.serve.service import MAX_PASSES
+
+    for flag, top in (("--starts", len(STARTS)), ("--passes", MAX_PASSES)):
+        result = CliRunner().invoke(main, ["serve", "default", flag, str(top + 1)])
+        assert result.exit_code == 2 and f"{top + 1} is not in the range 1<=x<={top}" in result.output
+
+
 def test_workers_each_load_the_model_and_answer(start_server, synthetic_face):
     import cv2
 

@@ -35,7 +35,8 @@ from kplab.errors import DataError
 from kplab.serve.batching import Batcher, QueueFull
 from kplab.serve.limits import Limits, UploadError, decode_upload, too_large
 from kplab.serve.openapi import openapi_description
-from kplab.serve.service import KeypointService, Options
+from kplab.faces.inference.predict import STARTS
+from kplab.serve.service import MAX_PASSES, KeypointService, Options
 
 log = logging.getLogger("kplab.serve")
 STATIC = Path(__file__).parent / "static"
@@ -43,7 +44,7 @@ STATIC = Path(__file__).parent / "static"
 # clients, which send the whole body before they read, receive the 413 instead of a reset connection.
 DRAIN_FACTOR = 4
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-OPTION_NAMES = ("tta", "min_score", "min_quality", "detect")
+OPTION_NAMES = ("tta", "min_score", "min_quality", "detect", "starts", "passes")
 # The page is plain files from this server: nothing may be fetched from elsewhere.
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: "
@@ -171,6 +172,12 @@ def parse_options(params) -> Options:
                 values[name] = math.nan
             if not math.isfinite(values[name]):
                 raise UploadError(422, f"query parameter {name}={params[name]!r}: use a number")
+    for name, top in (("starts", len(STARTS)), ("passes", MAX_PASSES)):
+        if name in params:
+            text = params[name].strip()
+            if not (text.isdigit() and 1 <= int(text) <= top):
+                raise UploadError(422, f"query parameter {name}={params[name]!r}: use a whole number from 1 to {top}")
+            values[name] = int(text)
     return Options(**values)
 
 

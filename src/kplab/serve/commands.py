@@ -35,9 +35,14 @@ CONNECTIONS_PER_QUEUE_SLOT = 4
 @click.option("--read-timeout", type=click.FloatRange(min=0.1), default=30.0,
               help="seconds a client may take to send its body (408)")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the model")
+@click.option("--starts", type=click.IntRange(1, 9), default=9,
+              help="first-pass framings per face, as `kplab predict --starts` (1: fastest, fragile); a request's "
+                   "`starts` overrides it")
+@click.option("--passes", type=click.IntRange(1, 5), default=3,
+              help="framing passes, as `kplab predict --passes`; a request's `passes` overrides it")
 @click.option("--access-log", is_flag=True, help="log every request")
 def serve(model, host, port, backend, workers, max_batch, max_wait_ms, max_queue, max_bytes, max_pixels,
-          read_timeout, threads, access_log):
+          read_timeout, threads, starts, passes, access_log):
     """HTTP API and browser page for MODEL: POST /v1/keypoints, GET /v1/model, GET /healthz, the page at /.
 
     MODEL is a model directory, an exported .onnx file or `default` (the shipped model).
@@ -49,7 +54,7 @@ def serve(model, host, port, backend, workers, max_batch, max_wait_ms, max_queue
 
     settings = {"model": model, "backend": backend, "threads": threads, "max_batch": max_batch,
                 "max_wait_ms": max_wait_ms, "max_queue": max_queue, "max_bytes": max_bytes,
-                "max_pixels": max_pixels, "read_timeout_s": read_timeout}
+                "max_pixels": max_pixels, "read_timeout_s": read_timeout, "starts": starts, "passes": passes}
     resolve_model(model)  # a wrong MODEL is a clear error here, not one per worker
     if not _is_loopback(host):
         say(f"warning: serving on {host}: other machines can reach this server, and it has no authentication")
@@ -75,7 +80,8 @@ def app_from_settings(settings: dict):
 
     if settings["threads"]:
         torch.set_num_threads(settings["threads"])
-    service = KeypointService(settings["model"], settings["backend"], settings["threads"])
+    service = KeypointService(settings["model"], settings["backend"], settings["threads"],
+                              starts=settings["starts"], passes=settings["passes"])
     return create_app(service, ServeSettings(
         max_batch=settings["max_batch"], max_wait_ms=settings["max_wait_ms"], max_queue=settings["max_queue"],
         read_timeout_s=settings["read_timeout_s"],

@@ -6,7 +6,9 @@ written out here, next to nothing else, and a test checks it against the routes 
 
 from __future__ import annotations
 
+from kplab.faces.inference.predict import STARTS
 from kplab.serve.limits import Limits
+from kplab.serve.service import MAX_PASSES
 
 _ERROR = {"description": "refused; the message says why",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -36,6 +38,10 @@ def openapi_description(limits: Limits) -> dict:
          "description": "drop faces whose fit quality is below this (0-1)"},
         {"name": "detect", "in": "query", "schema": {"type": "boolean", "default": True},
          "description": "false: the image is a ready face crop (no detection or framing)"},
+        {"name": "starts", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": len(STARTS)},
+         "description": "first-pass framings per face (fewer: faster, more fragile); default: the server's --starts"},
+        {"name": "passes", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PASSES},
+         "description": "framing passes; default: the server's --passes"},
     ]
     image_body = {"type": "string", "format": "binary"}
     return {

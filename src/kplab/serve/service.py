@@ -1,7 +1,8 @@
 """The model behind the service: one `Predictor`, the options a request may set, and what
 GET /v1/model says about the model.
 
-Requests carry `Options` (the `kplab predict` flags tta, min_score, min_quality and detect). A batch holds jobs with
+Requests carry `Options` (the `kplab predict` flags tta, min_score, min_quality, detect, starts and passes;
+starts/passes left unset take the server's defaults, `kplab serve --starts/--passes`). A batch holds jobs with
 equal options only (they are the batcher's key) and runs on a shallow copy of the one predictor with
 those options set: the copy shares the loaded model, the face detector and the framing, so options
 cost nothing to switch and nothing is loaded twice.
@@ -18,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from kplab.faces.training.layout import IMAGE_SIZE, PIXEL_CENTRE
-from kplab.faces.inference.predict import Face, Predictor, resolve_model
+from kplab.faces.inference.predict import STARTS, Face, Predictor, resolve_model
 
 
 @dataclass(frozen=True)
@@ -29,19 +30,31 @@ class Options:
     detect: bool = True
     min_score: float = 0.0
     min_quality: float = 0.0
+    starts: int | None = None  # first-pass framings per face (1..len(STARTS)); None: the server's default
+    passes: int | None = None  # framing passes (1..MAX_PASSES); None: the server's default
 
     def __post_init__(self):
         if not (math.isfinite(self.min_score) and math.isfinite(self.min_quality)):
             raise ValueError("min_score and min_quality must be finite numbers")
+        if self.starts is not None and not 1 <= self.starts <= len(STARTS):
+            raise ValueError(f"starts must be from 1 to {len(STARTS)}")
+        if self.passes is not None and not 1 <= self.passes <= MAX_PASSES:
+            raise ValueError(f"passes must be from 1 to {MAX_PASSES}")
+
+
+MAX_PASSES = 5  # a request cannot ask for unbounded work
 
 
 class KeypointService:
     """model: "default", a model directory or an exported .onnx file; backend "onnx" or "torch"."""
 
-    def __init__(self, model: str | Path = "default", backend: str = "onnx", threads: int | None = None):
+    def __init__(self, model: str | Path = "default", backend: str = "onnx", threads: int | None = None,
+                 starts: int = len(STARTS), passes: int = 3):
         self.path = resolve_model(model)
         self.name = self.path.stem if self.path.is_file() else self.path.name  # "default" -> faces-default
-        self.predictor = Predictor(self.path, backend=backend, detect=True, threads=threads)
+        Options(starts=starts, passes=passes)  # the same bounds as a request's
+        self.predictor = Predictor(self.path, backend=backend, detect=True, threads=threads, starts=starts,
+                                   passes=passes)
         self.backend = backend
         # The points the answers name (a predictor may answer in a layout derived from its model's).
         self.layout = getattr(self.predictor, "output_layout", self.predictor.layout)
@@ -59,6 +72,8 @@ class KeypointService:
         variant = copy.copy(self.predictor)
         variant.tta, variant.detect = options.tta, options.detect
         variant.min_score, variant.min_quality = options.min_score, options.min_quality
+        variant.starts = self.predictor.starts if options.starts is None else options.starts
+        variant.passes = self.predictor.passes if options.passes is None else options.passes
         # Predictor's own rule: the detector's minimum with detection, a quarter crop without.
         variant.min_side = self.predictor.min_side if options.detect else IMAGE_SIZE // 4
         return variant
