@@ -44,6 +44,10 @@ STARTS = tuple((dx, dy, 1.0) for dx in (0.0, -0.2, 0.2) for dy in (0.0, -0.2, 0.
 # truth stayed under 0.45 (default) and 0.1 (faces68), fits off by over 10 % nearly all above 0.4 and 0.12.
 AGREEMENT = 0.10
 QUALITY_SCALE = 0.5
+# When no two framings of a face agree, each fit is re-framed moved by this share of the crop (four
+# ways) and refined RESEED_PASSES times: the fit on the face draws them back (_settled_fits).
+RESEED_SHIFT = 0.12
+RESEED_PASSES = 2
 
 
 def shipped_model(model: str | Path) -> str | None:
@@ -236,12 +240,20 @@ class Predictor:
         their disagreement its quality."""
         starts = np.asarray(STARTS[:self.starts])  # (S, 3)
         affines = [self.framing.from_boxes(_start_boxes(b, starts)) for b in boxes]  # each (F_i * S, 2, 3)
-        points, affines = self._passes(greys, affines, self.passes)
+        points, affines, previous = self._passes(greys, affines, self.passes)
+        w = self.framing.weights
+        fits = [p.reshape(len(b), len(starts), *p.shape[1:]) for b, p in zip(boxes, points)]  # each (F, S, K, 2)
+        agreed = [agreeing_fits(np.einsum("mk,fskc->fsmc", w, p), np.einsum("mk,fskc->fsmc", w, q.reshape(p.shape)))
+                  for p, q in zip(fits, previous)]  # each (kept (F, S), disagreement (F,))
+        lone = [kept.sum(1) == 1 if len(starts) > 1 else np.zeros(len(kept), bool) for kept, _ in agreed]
+        if any(l.any() for l in lone):  # no two framings of these faces agreed: test which fit is a face
+            # The quality stays the framings' disagreement: a face whose framings scattered is flagged
+            # even when the settled fit is right (off the face, fits settle too, only less closely).
+            for (kept, _), l, settled in zip(agreed, lone, self._settled_fits(greys, [p[l] for p, l in zip(fits, lone)])):
+                kept[l] = settled
         faces = []
-        for b, sc, p, a in zip(boxes, scores, points, affines):
-            p = p.reshape(len(b), len(starts), *p.shape[1:])  # (F, S, K, 2)
+        for b, sc, p, a, (kept, disagreement) in zip(boxes, scores, fits, affines, agreed):
             a = a.reshape(len(b), len(starts), 2, 3)
-            kept, disagreement = agreeing_fits(np.einsum("mk,fskc->fsmc", self.framing.weights, p))
             mean = (p * kept[..., None, None]).sum(1) / kept.sum(1)[:, None, None]  # (F, K, 2)
             best = np.argmax(kept, axis=1)  # a kept framing, for the record
             quality = fit_quality(disagreement)  # (F,)
@@ -251,19 +263,50 @@ class Predictor:
                           if q >= self.min_quality])
         return faces
 
-    def _passes(self, greys, affines, passes: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Run `passes` framing passes; returns per image the photo points (F_i, K, 2) of the last pass and
-        the affines that framed it. Pass 2 and later re-frame each face on its previous prediction."""
+    def _settled_fits(self, greys: list[np.ndarray], fits: list[np.ndarray]) -> list[np.ndarray]:
+        """Per image, kept (L, S) bool (one fit per face) for its L faces whose S fits (L, S, K, 2) all disagree.
+
+        A fit on a face is an attractor: framings moved off it by RESEED_SHIFT of the crop come back to it
+        within a pass or two. A fit on hair, neck or background is not: the framings moved off it go
+        elsewhere. Each fit gets the median distance its moved framings end from it (eye distances), and
+        the fit they return to best is kept. One batch of model calls serves every image."""
+        shift = RESEED_SHIFT * IMAGE_SIZE * np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], np.float64)  # (R, 2)
+        moved = []
+        for f in fits:
+            framed = np.repeat(self.framing.from_points(f.reshape(-1, *f.shape[2:])), len(shift), axis=0)
+            framed[:, :, 2] += np.tile(shift, (len(framed) // len(shift), 1))  # the face sits shifted in the crop
+            moved.append(framed)  # (L*S*R, 2, 3)
+        back = self._passes(greys, moved, RESEED_PASSES)[0]
+        w, out = self.framing.weights, []
+        for f, b in zip(fits, back):
+            n_faces, n_fits = f.shape[:2]
+            home = np.einsum("mk,fskc->fsmc", w, f)  # (L, S, M, 2)
+            ends = np.einsum("mk,fkc->fmc", w, b).reshape(n_faces, n_fits, len(shift), *home.shape[2:])
+            eyes = np.maximum(np.linalg.norm(home[..., 0, :] - home[..., 1, :], axis=-1), 1e-9)  # (L, S)
+            distance = np.median(np.linalg.norm(ends - home[:, :, None], axis=-1).mean(-1), axis=2) / eyes
+            best = distance.argmin(1) if n_faces else np.zeros(0, int)
+            kept = np.zeros((n_faces, n_fits), bool)
+            kept[np.arange(n_faces), best] = True
+            out.append(kept)
+        return out
+
+    def _passes(self, greys, affines, passes: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Run `passes` framing passes; returns per image the photo points (F_i, K, 2) of the last pass,
+        the affines that framed it, and the points of the pass before (the last's own with one pass).
+        Pass 2 and later re-frame each face on its previous prediction."""
         counts = [len(a) for a in affines]
         if sum(counts) == 0:
-            return [np.zeros((0, self.layout.n_points, 2)) for _ in greys], affines
+            empty = [np.zeros((0, self.layout.n_points, 2)) for _ in greys]
+            return empty, affines, empty
+        per_image = None
         for i in range(passes):
+            before = per_image
             crops = np.concatenate([crop_faces(g, a) for g, a in zip(greys, affines) if len(a)])
             points = uncrop_points(self.predict_crops(crops), np.concatenate(affines))  # (F, K, 2) photo px
             per_image = np.split(points, np.cumsum(counts)[:-1])
             if i < passes - 1:
                 affines = [_reframe(self.framing, p, a) for p, a in zip(per_image, affines)]
-        return per_image, affines
+        return per_image, affines, per_image if before is None else before
 
     def predict_files(self, paths: Iterable[str | Path]) -> Iterator[Result]:
         """One Result per file, in order; unreadable files give a Result with `error` set. Files are
@@ -300,7 +343,7 @@ def _start_boxes(boxes: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.concatenate([centre - half, centre + half], -1).reshape(-1, 4)
 
 
-def agreeing_fits(framing_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def agreeing_fits(framing_points: np.ndarray, previous: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(kept (F, S) bool, disagreement (F,)) for the refined eyes and mouth (F, S, M, 2) of S framings per face.
 
     Two fits agree when their points lie within AGREEMENT of each other, in units of the face's eye
@@ -313,7 +356,11 @@ def agreeing_fits(framing_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     apart = np.linalg.norm(framing_points[:, :, None] - framing_points[:, None], axis=-1).mean(-1)  # (F, S, S)
     apart /= eyes[:, None, None]
     close = apart <= AGREEMENT
-    centre = close.sum(-1).argmax(1)  # (F,)
+    support = close.sum(-1).astype(np.float64)  # (F, S) how many fits each agrees with (itself included)
+    if previous is not None:  # equal support: the fit that moved least in its last pass (it has settled)
+        drift = np.linalg.norm(framing_points - previous, axis=-1).mean(-1) / eyes[:, None]  # (F, S)
+        support += 1 / (1 + drift)
+    centre = support.argmax(1)  # (F,)
     rows = np.arange(len(centre))
     return close[rows, centre], np.median(apart[rows, centre], axis=1)
 
