@@ -65,6 +65,29 @@ def row(label: str, faces: list, truths: list, layout: Layout, seconds: float, t
     return {"nme": nme, "faces": found}
 
 
+def photo_scores(model: str, folder: Path, draws: int = 10, threads: int | None = None) -> dict:
+    """NME_io (%) with the default framing on the detector's boxes (mean) and on `draws` perturbed boxes
+    per photo (mean, max, FR@10), as the tables of `main` print them; for bench/faces_ablation.py."""
+    predictor = Predictor(model, threads=threads)
+    layout = predictor.layout
+    truth = truth_table(folder, layout)
+    photos = {name: read_image(folder / name) for name in truth}
+    faces = [matched(r, truth[n]) for n, r in zip(photos, predictor.predict_images(list(photos.values())))]
+    found = [(f, truth[n]) for f, n in zip(faces, photos) if f is not None]
+    detected = 100 * per_image_nme(np.array([f.keypoints for f, _ in found]), np.array([t for _, t in found]),
+                                   layout, "io")
+    rng = np.random.default_rng(0)
+    errors = []
+    for (face, points), name in zip(found, [n for f, n in zip(faces, photos) if f is not None]):
+        moved = predictor.predict_boxes(photos[name], perturbed_boxes(face.box, draws, rng), order="bgr")
+        errors += list(100 * per_image_nme(np.array([f.keypoints for f in moved]), np.array([points] * len(moved)),
+                                           layout, "io"))
+    errors = np.array(errors)
+    return {"found": len(found), "photos": len(truth), "nme_io": float(detected.mean()),
+            "perturbed_mean": float(errors.mean()), "perturbed_max": float(errors.max()),
+            "perturbed_fr10": float(100 * np.mean(errors > 10))}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default="default")
