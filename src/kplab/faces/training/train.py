@@ -69,17 +69,20 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ki
 
 def supervised_loss(pred: torch.Tensor, y: torch.Tensor, m: torch.Tensor, cfg: TrainConfig,
                     ranks=distributed.Ranks()) -> torch.Tensor:
-    """The output points' masked loss, plus `dense_weight` times the dense points' (the columns past the
-    output layout's K). A heatmap head cannot place a point outside the image (the jaw of a tight crop):
-    such dense points are left out rather than pulled to the border."""
-    k = y.shape[1] if not cfg.model.dense_layout else y.shape[1] - get_layout(cfg.model.dense_layout).n_points
-    loss = distributed.as_global_mean(masked_loss(pred[:, :k], y[:, :k], m[:, :k], cfg.loss), m[:, :k], ranks)
-    if k == y.shape[1]:
+    """The output points' masked loss, plus `dense_weight` times the dense points' where the batch has them.
+
+    pred (B, K [+ K_dense], 2) as `model(x, dense=True)` gives; y, m (B, K [+ K_dense], ...): the dense
+    columns are there when the data carries dense points. A heatmap head cannot place a point outside
+    the image (the jaw of a tight crop): such dense points are left out rather than pulled to the border."""
+    n_out = pred.shape[1] - (get_layout(cfg.model.dense_layout).n_points if cfg.model.dense_layout else 0)
+    loss = distributed.as_global_mean(masked_loss(pred[:, :n_out], y[:, :n_out], m[:, :n_out], cfg.loss),
+                                      m[:, :n_out], ranks)
+    if y.shape[1] == n_out:
         return loss
-    dense_mask = m[:, k:]
+    dense_mask = m[:, n_out:]
     if cfg.model.head == "heatmap":
-        dense_mask = dense_mask & (y[:, k:].abs() <= 1).all(-1)
-    dense = masked_loss(pred[:, k:], y[:, k:], dense_mask, cfg.loss)
+        dense_mask = dense_mask & (y[:, n_out:].abs() <= 1).all(-1)
+    dense = masked_loss(pred[:, n_out:], y[:, n_out:], dense_mask, cfg.loss)
     return loss + cfg.dense_weight * distributed.as_global_mean(dense, dense_mask, ranks)
 
 
@@ -178,11 +181,12 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
     train_data = train_set  # what the batches hold: with dense supervision, the dense points appended
     if cfg.model.dense_layout:  # the dense points ride along as more points through augmentation
         dense = get_layout(cfg.model.dense_layout)
-        if train_set.dense_layout is None or train_set.dense_layout.names != dense.names:
-            raise ConfigError(f"model.dense_layout = {dense.name!r}, but {train_set.source or 'the training data'} "
-                              f"carries no {dense.name} points (faces15.npz carries them as keypoints68; a "
-                              f"68-point source read with --layout kaggle15 keeps its 68)")
-        train_data = train_set.with_dense_stacked()
+        if train_set.dense_layout is not None and train_set.dense_layout.names == dense.names:
+            train_data = train_set.with_dense_stacked()
+        else:  # the network is the same; only the output points are supervised
+            say(f"note: {train_set.source or 'the training data'} carries no {dense.name} points, so only its "
+                f"{layout.n_points} points are supervised (faces15.npz carries the 68 as keypoints68; a 68-point "
+                f"source read with --layout {layout.name} keeps them)")
     augmenter = Augmenter(cfg.augment, train_data.layout)
     data = FaceTensors(train_data, device)  # a packed set stays on disk and is read batch by batch
     val = to_tensors(val_set, device)
