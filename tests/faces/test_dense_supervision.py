@@ -110,3 +110,16 @@ def test_without_dense_points_only_the_output_points_are_supervised(tmp_path, ca
     # the loss of a batch without dense columns is the output points' loss alone
     pred, y = torch.zeros(2, 83, 2), torch.full((2, 15, 2), 0.25)
     assert supervised_loss(pred, y, torch.ones(2, 15, dtype=torch.bool), cfg).item() == pytest.approx(0.25)
+
+
+def test_a_pack_carries_the_dense_points_per_split(tmp_path):
+    from kplab.faces.training.packed import read_packed, write_packed
+
+    derived = faces68(6).as_layout(KAGGLE15)
+    write_packed(tmp_path / "pack", {"train": derived.subset([0, 1, 2, 3]), "val": derived.subset([4, 5])})
+    val = read_packed(tmp_path / "pack", "val")
+    assert val.dense_layout is IBUG68
+    np.testing.assert_array_equal(val.dense_keypoints, derived.dense_keypoints[4:])
+    bare = FaceSet(derived.images, derived.keypoints, KAGGLE15)
+    write_packed(tmp_path / "bare", bare)
+    assert read_packed(tmp_path / "bare").dense_keypoints is None

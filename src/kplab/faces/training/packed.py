@@ -6,6 +6,8 @@
     DIR/images.npy      uint8 (N, 96, 96)        mapped, never read whole
     DIR/keypoints.npy   float32 (N, K, 2) pixels  NaN where missing (read into memory: 120 bytes a face)
     DIR/names.npy, DIR/person.npy   fixed-width unicode (N,), when the source had them (mapped)
+    DIR/dense_keypoints.npy   float32 (N, K_dense, 2), when the source had dense points (faces15.npz's 68;
+                        manifest "dense_layout" names their layout)
 
 Rows of one split are contiguous, so a split is a slice of the mapping, not a copy. Why plain `.npy`:
 numpy maps it natively (no new dependency), any language can read it, and a batch of a seeded random
@@ -27,7 +29,7 @@ import numpy as np
 
 from kplab.errors import DataError, KplabError
 from kplab.faces.training.faceset import FaceSet, hold_out
-from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, Layout, layout_for_names
+from kplab.faces.training.layout import IMAGE_SIZE, KAGGLE15, Layout, get_layout, layout_for_names
 from kplab.progress import say
 
 FORMAT = "kplab-packed-faces"
@@ -51,7 +53,7 @@ class PackWriter:
     """
 
     def __init__(self, out: str | Path, sizes: Mapping[str | None, int], layout: Layout = KAGGLE15,
-                 *, names: bool = True, person: bool = False, source: str = ""):
+                 *, names: bool = True, person: bool = False, source: str = "", dense_layout: Layout | None = None):
         self.out = Path(out)
         if self.out.exists() and any(self.out.iterdir()):
             raise DataError(f"{self.out}: folder exists and is not empty; pack into a new folder")
@@ -66,6 +68,9 @@ class PackWriter:
             "images": self._create("images", np.uint8, (IMAGE_SIZE, IMAGE_SIZE)),
             "keypoints": self._create("keypoints", np.float32, (layout.n_points, 2)),
         }
+        self.dense_layout = dense_layout
+        if dense_layout is not None:
+            self.arrays["dense_keypoints"] = self._create("dense_keypoints", np.float32, (dense_layout.n_points, 2))
         self.text_fields = [f for f, wanted in (("names", names), ("person", person)) if wanted]
         self.text: dict[str, list[np.ndarray]] = {f: [] for f in self.text_fields}
 
@@ -82,6 +87,10 @@ class PackWriter:
             raise ValueError(f"PackWriter: split {split!r} holds {stop - start} faces; got more")
         self.arrays["images"][at:at + len(faces)] = faces.images
         self.arrays["keypoints"][at:at + len(faces)] = faces.keypoints
+        if self.dense_layout is not None:
+            if faces.dense_layout is None or faces.dense_layout.names != self.dense_layout.names:
+                raise ValueError(f"PackWriter: faces from {faces.source} lack {self.dense_layout.name} dense points")
+            self.arrays["dense_keypoints"][at:at + len(faces)] = faces.dense_keypoints
         for field in self.text_fields:
             value = getattr(faces, field)
             if value is None:
@@ -106,7 +115,8 @@ class PackWriter:
         manifest = {"format": FORMAT, "version": VERSION, "count": self.count,
                     "keypoint_names": list(self.layout.names),
                     "splits": {s: r for s, r in self.splits.items() if s is not None},
-                    "arrays": arrays, "source": self.source}
+                    "arrays": arrays, "source": self.source,
+                    **({"dense_layout": self.dense_layout.name} if self.dense_layout is not None else {})}
         from kplab.checkpoint import atomic_write_json  # imports torch: only when writing
 
         atomic_write_json(self.out / MANIFEST, manifest)
@@ -114,13 +124,17 @@ class PackWriter:
 
 
 def write_packed(out: str | Path, faces: FaceSet | Mapping[str, FaceSet]) -> Path:
-    """Pack one FaceSet (no splits) or {split: FaceSet}; `names`/`person` kept when every set has them."""
+    """Pack one FaceSet (no splits) or {split: FaceSet}; `names`/`person` and dense points kept when every
+    set has them."""
     parts = dict(faces) if isinstance(faces, Mapping) else {None: faces}
     sets = list(parts.values())
+    dense = sets[0].dense_layout
+    if dense is None or any(f.dense_layout is None or f.dense_layout.names != dense.names for f in sets):
+        dense = None
     writer = PackWriter(out, {s: len(f) for s, f in parts.items()}, sets[0].layout,
                         names=all(f.names is not None for f in sets),
                         person=all(f.person is not None for f in sets),
-                        source=", ".join(sorted({f.source for f in sets})))
+                        source=", ".join(sorted({f.source for f in sets})), dense_layout=dense)
     try:
         for split, part in parts.items():
             writer.write(split, part)
@@ -153,8 +167,18 @@ def read_packed(path: str | Path, split: str | None = None, layout: Layout | Non
     keypoints = _select_keypoints(np.array(arrays["keypoints"][start:stop]), manifest["keypoint_names"],
                                   layout, path)
     part = (lambda name: arrays[name][start:stop] if name in arrays else None)
+    dense = manifest.get("dense_layout")
+    if dense is not None and "dense_keypoints" in arrays:
+        try:
+            dense = get_layout(dense)
+        except KplabError as e:
+            raise DataError(f"{path}: {e}") from None
+        dense_points = np.array(arrays["dense_keypoints"][start:stop])  # small, like the keypoints: read
+    else:
+        dense, dense_points = None, None
     return FaceSet(part("images"), keypoints, layout, names=part("names"), person=part("person"),
-                   source=f"{path}" + (f" [{split}]" if split else ""))
+                   source=f"{path}" + (f" [{split}]" if split else ""), dense_keypoints=dense_points,
+                   dense_layout=dense)
 
 
 def read_packed_train_val(path: str | Path, layout: Layout | None = None, seed: int = 0,
