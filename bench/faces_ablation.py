@@ -45,6 +45,9 @@ VARIANTS = {
                        "augment.scale=[0.8, 1.25]"]),
     "derive+epochs70": ("dense-derive and 70 epochs",
                         ["model.dense_layout=ibug68", "model.dense_mode=derive", "epochs=70"]),
+    "epochs16": ("16 epochs (for --base fast, which has 12)", ["epochs=16"]),
+    "derive+epochs16": ("dense-derive and 16 epochs (for --base fast)",
+                        ["model.dense_layout=ibug68", "model.dense_mode=derive", "epochs=16"]),
     "derive+stride4": ("dense-derive and stride 4",
                        ["model.dense_layout=ibug68", "model.dense_mode=derive", "model.heatmap_stride=4"]),
 }

@@ -44,8 +44,8 @@ STARTS = tuple((dx, dy, 1.0) for dx in (0.0, -0.2, 0.2) for dy in (0.0, -0.2, 0.
 # truth stayed under 0.45 (default) and 0.1 (faces68), fits off by over 10 % nearly all above 0.4 and 0.12.
 AGREEMENT = 0.10
 QUALITY_SCALE = 0.5
-# When no two framings of a face agree, each fit is re-framed moved by this share of the crop (four
-# ways) and refined RESEED_PASSES times: the fit on the face draws them back (_settled_fits).
+# When few framings of a face agree, each fit is re-framed moved by this share of the crop (four ways)
+# and refined RESEED_PASSES times: the fit on the face draws them back (_settled_fits).
 RESEED_SHIFT = 0.12
 RESEED_PASSES = 2
 
@@ -245,8 +245,11 @@ class Predictor:
         fits = [p.reshape(len(b), len(starts), *p.shape[1:]) for b, p in zip(boxes, points)]  # each (F, S, K, 2)
         agreed = [agreeing_fits(np.einsum("mk,fskc->fsmc", w, p), np.einsum("mk,fskc->fsmc", w, q.reshape(p.shape)))
                   for p, q in zip(fits, previous)]  # each (kept (F, S), disagreement (F,))
-        lone = [kept.sum(1) == 1 if len(starts) > 1 else np.zeros(len(kept), bool) for kept, _ in agreed]
-        if any(l.any() for l in lone):  # no two framings of these faces agreed: test which fit is a face
+        # Faces whose largest group of agreeing framings is under a third of them (a lone fit, or two that
+        # wandered off together): test which fit is a face.
+        lone = [kept.sum(1) < max(2, len(starts) / 3) if len(starts) > 1 else np.zeros(len(kept), bool)
+                for kept, _ in agreed]
+        if any(l.any() for l in lone):
             # The quality stays the framings' disagreement: a face whose framings scattered is flagged
             # even when the settled fit is right (off the face, fits settle too, only less closely).
             for (kept, _), l, settled in zip(agreed, lone, self._settled_fits(greys, [p[l] for p, l in zip(fits, lone)])):
@@ -264,7 +267,7 @@ class Predictor:
         return faces
 
     def _settled_fits(self, greys: list[np.ndarray], fits: list[np.ndarray]) -> list[np.ndarray]:
-        """Per image, kept (L, S) bool (one fit per face) for its L faces whose S fits (L, S, K, 2) all disagree.
+        """Per image, kept (L, S) bool (one fit per face) for its L faces whose S fits (L, S, K, 2) mostly disagree.
 
         A fit on a face is an attractor: framings moved off it by RESEED_SHIFT of the crop come back to it
         within a pass or two. A fit on hair, neck or background is not: the framings moved off it go
