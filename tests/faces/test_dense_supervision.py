@@ -123,3 +123,14 @@ def test_a_pack_carries_the_dense_points_per_split(tmp_path):
     bare = FaceSet(derived.images, derived.keypoints, KAGGLE15)
     write_packed(tmp_path / "bare", bare)
     assert read_packed(tmp_path / "bare").dense_keypoints is None
+
+
+def test_a_dense_recipe_on_the_dense_layout_itself_trains_one_set_of_points(tmp_path, capsys):
+    faces = faces68(32)
+    cfg = TrainConfig(model=ModelConfig(dense_layout="ibug68", dense_mode="derive"), epochs=1, batch_size=16,
+                      threads=1)
+    train(cfg, faces, faces, tmp_path)
+    assert "the data's own layout is ibug68, the dense layout" in capsys.readouterr().err
+    from kplab.faces.training.model import load_model
+    model = load_model(tmp_path)
+    assert model.dense_layout is None and model.to_heatmaps.out_channels == 68

@@ -8,6 +8,7 @@ seeded with (seed, e), so a resumed run continues exactly as the uninterrupted o
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -171,6 +172,10 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     layout = train_set.layout
+    if cfg.model.dense_layout and get_layout(cfg.model.dense_layout).names == layout.names:
+        # A recipe with dense supervision (the default preset) trained on the dense layout itself (68 points)
+        say(f"note: the data's own layout is {layout.name}, the dense layout: trained without a second set of points")
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dense_layout=""))
     model = build_model(cfg.model, layout).to(device).to(memory_format=torch.channels_last)
     ema = EMA(model, cfg.ema_decay) if ranks.main else None
     decay, no_decay = [], []
