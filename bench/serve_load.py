@@ -9,7 +9,7 @@ after the timed run.
 `--compare` runs once without cross-request batching (--max-batch 1) and once with it.
 
 Usage: python bench/serve_load.py [MODEL] [--clients 8] [--seconds 60] [--compare] [--max-batch 8]
-       [--max-wait-ms 5] [--backend onnx] [--starts S] [--passes P] [--photos DIR]
+       [--max-wait-ms 5] [--backend onnx] [--starts S] [--passes P] [--detect-step F] [--photos DIR]
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ def main():
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
     ap.add_argument("--starts", type=int, default=None, help="the server's --starts (default: its own, 9)")
     ap.add_argument("--passes", type=int, default=None, help="the server's --passes (default: its own, 3)")
+    ap.add_argument("--detect-step", type=float, default=None, help="the server's --detect-step (default: its own, 1.1)")
     ap.add_argument("--compare", action="store_true", help="run with --max-batch 1, then with --max-batch N")
     ap.add_argument("--photos", default=str(default_photos()), help="folder of .jpg photos (default: the shared 40)")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON lines too")
@@ -180,7 +181,8 @@ def main():
         raise SystemExit(f"{args.photos}: no .jpg photos")
     settings = [1, args.max_batch] if args.compare else [args.max_batch]
     framing = [*(["--starts", str(args.starts)] if args.starts else []),
-               *(["--passes", str(args.passes)] if args.passes else [])]
+               *(["--passes", str(args.passes)] if args.passes else []),
+               *(["--detect-step", str(args.detect_step)] if args.detect_step else [])]
     rows = [run(args.model, args.backend, photos, args.clients, args.seconds, b, args.max_wait_ms, framing)
             for b in settings]
     print(f"kplab serve {args.model} ({args.backend}{', ' + ' '.join(framing) if framing else ''}), "

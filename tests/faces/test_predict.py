@@ -313,3 +313,18 @@ def test_a_box_that_cuts_off_most_of_the_face_still_gets_the_face(shared_data, p
     face = predictor.predict_boxes(image, moved[None], order="bgr")[0]
     assert per_image_nme(face.keypoints[None], truth[None], KAGGLE15, "io")[0] < 0.10
     assert face.quality < 0.3
+
+
+@pytest.mark.real
+def test_a_coarser_detector_step_finds_the_same_faces_as_well_placed(shared_data):
+    """--detect-step 1.2 searches about half the face sizes of 1.1 (about half the detection time here)."""
+    folder = shared_data / "faces" / "photos"
+    truth = read_truth(folder)
+    images = [read_image(folder / name) for name in truth]
+    scores = {}
+    for step in (1.1, 1.2):
+        faces = Predictor("default", starts=1, passes=2, detect_step=step).predict_images(images)
+        records = [dict(f.to_dict(), file=name) for name, fs in zip(truth, faces) for f in fs]
+        scores[step] = photo_scores(records, truth)
+    assert scores[1.2][0] == scores[1.1][0] == 40
+    assert abs(scores[1.2][1] - scores[1.1][1]) < 0.002, scores

@@ -49,12 +49,12 @@ class KeypointService:
     """model: "default", a model directory or an exported .onnx file; backend "onnx" or "torch"."""
 
     def __init__(self, model: str | Path = "default", backend: str = "onnx", threads: int | None = None,
-                 starts: int = len(STARTS), passes: int = 3):
+                 starts: int = len(STARTS), passes: int = 3, detect_step: float = 1.1):
         self.path = resolve_model(model)
         self.name = self.path.stem if self.path.is_file() else self.path.name  # "default" -> faces-default
         Options(starts=starts, passes=passes)  # the same bounds as a request's
         self.predictor = Predictor(self.path, backend=backend, detect=True, threads=threads, starts=starts,
-                                   passes=passes)
+                                   passes=passes, detect_step=detect_step)
         self.backend = backend
         # The points the answers name (a predictor may answer in a layout derived from its model's).
         self.layout = getattr(self.predictor, "output_layout", self.predictor.layout)

@@ -48,6 +48,8 @@ class HaarFaceDetector:
         self.cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
         if self.cascade is None or self.cascade.empty():
             raise KplabError(f"{path}: OpenCV's Haar cascade is missing; install opencv-python-headless<5")
+        if not scale_factor > 1:
+            raise KplabError(f"the detector's scale step must be above 1, got {scale_factor}")
         self.scale_factor, self.min_neighbors, self.max_side = scale_factor, min_neighbors, max_side
         self.min_side = int(max(self.cascade.getOriginalWindowSize()))  # smallest face it can find
 

@@ -142,6 +142,9 @@ class Predictor:
     starts: first-pass framings per detected face (STARTS); their refined fits that agree are averaged,
       and their disagreement gives each face a `quality` from 0 (a failed fit) to 1.
     min_quality: drop faces whose quality is below this (0 keeps all).
+    detect_step: the detector's size step between searched face sizes (OpenCV's scaleFactor); 1.2
+      halves detection time (on the 40 shared photos: 40/40 found, NME_io 3.63 % vs 3.62 %) and finds
+      faces between the steps less surely.
     threads: ONNX Runtime intra-op threads (torch uses torch.set_num_threads, a process setting).
     layout: answer in this layout's points instead of the model's, where the model's layout derives
       it (a 68-point model answers in the 15 Kaggle points with layout="kaggle15").
@@ -151,7 +154,7 @@ class Predictor:
     def __init__(self, model: str | Path = "default", backend: str | None = None, tta: bool = False,
                  detect: bool = True, passes: int = 3, batch_size: int = 256, threads: int | None = None,
                  min_score: float = 0.0, layout: str | Layout | None = None, starts: int = len(STARTS),
-                 min_quality: float = 0.0):
+                 min_quality: float = 0.0, detect_step: float = 1.1):
         if passes < 1 or batch_size < 1 or not 1 <= starts <= len(STARTS):
             raise KplabError(f"passes and batch_size must be at least 1, starts from 1 to {len(STARTS)}")
         self.module, self.layout, self.metadata = load_any_model(model, backend, threads)
@@ -161,7 +164,7 @@ class Predictor:
         self.to_output = self.layout.converter(self.output_layout)  # (K_out, K): raises if not derivable
         self.tta, self.detect, self.passes, self.batch_size = tta, detect, passes, batch_size
         self.min_score, self.starts, self.min_quality = min_score, starts, min_quality
-        self.detector = HaarFaceDetector() if detect else None
+        self.detector = HaarFaceDetector(scale_factor=detect_step) if detect else None
         self.framing = None
         if detect:
             shape = framing_shape(self.metadata)
@@ -186,7 +189,8 @@ class Predictor:
             raise ValueError(f"crops must be (N, {IMAGE_SIZE}, {IMAGE_SIZE}), got {crops.shape}")
         if len(crops) == 0:
             return np.zeros((0, self.layout.n_points, 2))
-        images = torch.from_numpy(crops).unsqueeze(1).float().div_(255)  # (N, 1, 96, 96)
+        # (N, 1, 96, 96) in [0, 1]; in NumPy: torch's ops on a few small crops cost ms in thread wake-ups
+        images = torch.from_numpy(crops[:, None].astype(np.float32) / np.float32(255))
         norm = predict(self.module, images, self.layout, tta=self.tta, batch_size=self.batch_size)
         return to_pixels(norm.double().numpy())  # (N, K, 2)
 

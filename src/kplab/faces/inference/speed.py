@@ -95,12 +95,12 @@ def measure(model: str | Path, threads: int = 2, photos: list[np.ndarray] | None
     result = dict.fromkeys(["params", "file_mb", "mmacs", "mflops", "torch_ms_b1", "torch_fps_b256"])
     if model.is_file():
         onnx_bytes = model.read_bytes()
-        session = OnnxModule(onnx_bytes, threads=threads)
+        session = OnnxModule(onnx_bytes, threads=threads, spin=True)
         exporter = session.metadata.get("exporter", "?") + (", int8" if "quantization" in session.metadata else "")
     else:
         net = load_model(model)
         onnx_bytes = export_onnx(net, read_meta(model), exporter=exporter)
-        session = OnnxModule(onnx_bytes, threads=threads)
+        session = OnnxModule(onnx_bytes, threads=threads, spin=True)  # latency as ONNX Runtime's defaults give it
         macs = count_macs(net)
 
         def torch_forward(x):
@@ -116,7 +116,7 @@ def measure(model: str | Path, threads: int = 2, photos: list[np.ndarray] | None
                   onnx_exporter=exporter, int8_ms_b1=None, int8_fps_b256=None, photos_per_s=None, n_photos=0)
     int8 = model / INT8_FILE if model.is_dir() else None
     if int8 is not None and int8.is_file():  # an int8 export shipped beside the weights is measured too
-        quantised = OnnxModule(int8, threads=threads)
+        quantised = OnnxModule(int8, threads=threads, spin=True)
         int8_ms, int8_fps = latency_and_throughput(quantised.run, lambda n: images(n).contiguous().numpy(),
                                                    repeats_b1, repeats_b256)
         result.update(int8_ms_b1=int8_ms, int8_fps_b256=int8_fps)
