@@ -62,7 +62,9 @@ def test_onnx_backend_uses_the_exported_file_and_matches_torch_with_tta(exported
     for backend, model in (("torch", tiny_model_dir), ("onnx", tiny_model_dir), ("onnx-file", exported)):
         predictor = Predictor(model, backend=backend.split("-")[0], tta=True)
         results[backend] = predictor.predict(grey)[0].keypoints
-        assert predictor.forward_calls == 3 * 2  # three framing passes, two forwards each (flip TTA)
+        # three framing passes and the two passes of the fit test (this barely trained model's framings never
+    # agree), two forwards each (flip TTA)
+    assert predictor.forward_calls == (3 + 2) * 2
     np.testing.assert_allclose(results["onnx"], results["torch"], atol=1e-3)
     np.testing.assert_allclose(results["onnx-file"], results["onnx"], atol=0)
 

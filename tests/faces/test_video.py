@@ -54,10 +54,12 @@ def test_video_gives_per_frame_records_an_annotated_video_and_smooth_cuts_jitter
     reddish = (out_frames[frames[0]][..., 2].astype(int) - out_frames[frames[0]][..., 1]) > 80
     assert reddish.sum() > 10
 
-    # --smooth on the same still face: the One-Euro filter removes most frame-to-frame movement.
+    # --smooth on the same still face: the One-Euro filter removes most frame-to-frame movement. One
+    # framing: this untrained model's nine framings never agree, and which fit the fit test keeps changes
+    # with the noise (jumps of many pixels); the filter is what is tested here.
+    raw = track(run_predict(tiny_model_dir, noisy_static_video, tmp_path / "raw1", "--starts", "1"))
     smooth = track(run_predict(tiny_model_dir, noisy_static_video, tmp_path / "smooth", "--smooth",
-                               "--min-cutoff", "1.0", "--beta", "0.05"))
-    raw = track(records)
+                               "--min-cutoff", "1.0", "--beta", "0.05", "--starts", "1"))
     assert raw.shape == smooth.shape
     jitter = {name: float(np.sqrt(np.mean(np.diff(t, axis=0) ** 2))) for name, t in (("raw", raw), ("smooth", smooth))}
     print(f"\nframe-to-frame jitter (RMS px): raw {jitter['raw']:.3f}, smoothed {jitter['smooth']:.3f}")

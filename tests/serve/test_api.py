@@ -145,7 +145,8 @@ def test_openapi_describes_the_routes_the_server_answers(server):
         for method in methods:
             if method == "get":
                 assert httpx.get(f"{server.url}{path}").status_code == 200, path
-    assert {p["name"] for p in spec["paths"]["/v1/keypoints"]["post"]["parameters"]} == {"tta", "min_score", "min_quality", "detect"}
+    assert {p["name"] for p in spec["paths"]["/v1/keypoints"]["post"]["parameters"]} == {
+        "tta", "min_score", "min_quality", "detect", "starts", "passes"}
 
 
 def test_the_page_and_its_files_are_served_with_a_same_origin_policy(server):
