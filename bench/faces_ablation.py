@@ -5,9 +5,11 @@ Usage: python bench/faces_ablation.py [--variants a,b,...] [--seeds 0] [--base d
 Each variant is `kplab train --preset BASE --set ...` in a fresh process (wall time includes start-up and
 data loading), then `kplab evaluate --json` on val, `kplab bench --json --threads 1` for the ONNX
 latency of one face, and the 40 real photos (bench/faces_photos.py's photo_scores: NME_io on the
-detector's boxes, and mean / max over 10 perturbed boxes per photo). Finished runs (OUT/VARIANT-sS/metrics.json present) are not trained again, so
-the table can be built up over several sittings and re-printed with the same command. With several
-seeds the table shows mean +- half the range (the spread a change has to beat).
+detector's boxes, and mean / max over 10 perturbed boxes per photo). Finished runs
+(OUT/BASE/VARIANT-sS/metrics.json present) are not trained again, so the table can be built up over
+several sittings and re-printed with the same command. With several seeds the table shows mean +- half
+the range (the spread a change has to beat). The ONNX latency is measured while whatever else runs on
+the machine runs: two trainings beside it moved it by +-30 % between identical networks.
 The val split only picks each run's best epoch; it is also what this table reports, so read small
 differences against the seed spread.
 """

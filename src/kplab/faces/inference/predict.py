@@ -256,8 +256,9 @@ class Predictor:
         if any(l.any() for l in lone):
             # The quality stays the framings' disagreement: a face whose framings scattered is flagged
             # even when the settled fit is right (off the face, fits settle too, only less closely).
-            for (kept, _), l, settled in zip(agreed, lone, self._settled_fits(greys, [p[l] for p, l in zip(fits, lone)])):
-                kept[l] = settled
+            settled = self._settled_fits(greys, [p[l] for p, l in zip(fits, lone)])
+            for (kept, _), l, one in zip(agreed, lone, settled):
+                kept[l] = one
         faces = []
         for b, sc, p, a, (kept, disagreement) in zip(boxes, scores, fits, affines, agreed):
             a = a.reshape(len(b), len(starts), 2, 3)
