@@ -149,10 +149,15 @@ def test_a_slow_client_does_not_hold_the_server_and_gets_408(strict_server, good
     assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1.5 s" in answer
 
 
-def test_a_vanished_client_never_reaches_the_model_and_the_server_keeps_answering(strict_server, good_png):
+def test_a_vanished_client_never_reaches_the_model_and_the_server_keeps_answering(strict_server, synthetic_face,
+                                                                                 good_png):
+    # Requests slow enough to queue behind each other: the face enlarged 5x (detection searches many more
+    # sizes), nine framings with flip TTA. Small ones were answered faster than the queue could be watched.
+    big = png(cv2.resize(synthetic_face, None, fx=5, fy=5, interpolation=cv2.INTER_LINEAR))
+    heavy = {"tta": "true", "passes": "5"}
     before = strict_server.health()["batches"]
     with ThreadPoolExecutor(4) as pool:
-        busy = [pool.submit(httpx.post, f"{strict_server.url}/v1/keypoints", content=good_png, timeout=60)
+        busy = [pool.submit(httpx.post, f"{strict_server.url}/v1/keypoints", content=big, params=heavy, timeout=60)
                 for _ in range(4)]
         wait_for_queue(strict_server, 2)  # the model works on one, others wait
         gone = raw_request(strict_server.url, good_png)  # a complete request whose client leaves at once
