@@ -79,8 +79,14 @@ def test_derive_mode_outputs_the_mean_of_the_dense_points_each_kaggle_point_is_m
 def test_aux_mode_keeps_own_output_heatmaps():
     model = build_model(ModelConfig(dense_layout="ibug68", dense_mode="aux"), KAGGLE15).eval()
     assert model.to_heatmaps.out_channels == 15 + 68
-    out, dense = model.forward_dense(torch.rand(1, 1, 96, 96))
-    assert out.shape == (1, 15, 2) and dense.shape == (1, 68, 2)
+    x = torch.rand(2, 1, 96, 96)
+    out, dense = model.eval().forward_dense(x)
+    assert out.shape == (2, 15, 2) and dense.shape == (2, 68, 2)
+    every = model.predicted_points(x)  # heatmaps in order: the 15 output points, then the 68
+    assert torch.equal(out, every[:, :15]) and torch.equal(dense, every[:, 15:])
+    # the output points are their own heatmaps' answers, not the dense layout's derivation
+    assert not torch.allclose(out, torch.as_tensor(convert_points(dense.detach().numpy(), IBUG68, KAGGLE15),
+                                                   dtype=out.dtype), atol=1e-3)
 
 
 def test_supervised_loss_weighs_dense_points_and_leaves_out_those_outside_the_image():

@@ -164,7 +164,8 @@ class OnnxModule(nn.Module):
     run unchanged on either backend. `threads` sets ONNX Runtime's intra-op threads (None: its default).
     `spin`: let idle intra-op threads spin-wait for work (ONNX Runtime's default), which shaves latency
     off back-to-back calls but burns CPU between them; off, a server doing other work between model calls
-    (decoding, detection) spent 45 instead of 64 ms of CPU per photo (bench/serve_load.py).
+    (decoding, detection) spent 45 instead of 64 ms of CPU per photo (bench/serve_load.py, 1 start,
+    2 passes, with a training run beside it).
     """
 
     def __init__(self, source: str | Path | bytes, threads: int | None = None, spin: bool = False):
