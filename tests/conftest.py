@@ -13,7 +13,9 @@ settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase
 
 pytest_plugins = ["pytester"]  # tests/test_conftest.py runs this file's hooks in a scratch session
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# KPLAB_TEST_THREADS: `make mutate` runs one thread per mutmut worker; two threads per worker on a 2-core
+# machine that is busy spin-wait each other (a tiny conv took 20 ms instead of 0.1 ms).
+torch.set_num_threads(int(os.environ.get("KPLAB_TEST_THREADS", 0)) or min(2, os.cpu_count() or 1))
 
 REPO = Path(__file__).resolve().parents[1]
 
