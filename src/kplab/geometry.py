@@ -106,17 +106,22 @@ def warp_images(images: torch.Tensor, A: torch.Tensor, *, padding_mode: str = "b
     if images.ndim != 4 or A.shape != (images.shape[0], 2, 3):
         raise ValueError(f"warp_images: need images (N, C, H, W) and A (N, 2, 3), got "
                          f"{tuple(images.shape)} and {tuple(A.shape)}")
-    n, _, h, w = images.shape
-    theta = invert_affine(A).to(images.dtype)  # (N, 2, 3) output -> input
+    grid = sampling_grid(A.to(images.device), *images.shape[-2:], dtype=images.dtype)
+    return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+
+
+def sampling_grid(A: torch.Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """For each output pixel, where to read in the input for the forward affine A (N, 2, 3): the
+    (N, H, W, 2) grid grid_sample takes (align_corners=False), which is A^{-1} at each pixel centre."""
+    theta = invert_affine(A).to(dtype)  # (N, 2, 3) output -> input
     # Pixel centres in the grid frame, as affine_grid(align_corners=False) places them.
-    xs = (2 * torch.arange(w, device=images.device, dtype=images.dtype) + 1) / w - 1  # (W,)
-    ys = (2 * torch.arange(h, device=images.device, dtype=images.dtype) + 1) / h - 1  # (H,)
+    xs = (2 * torch.arange(width, device=A.device, dtype=dtype) + 1) / width - 1  # (W,)
+    ys = (2 * torch.arange(height, device=A.device, dtype=dtype) + 1) / height - 1  # (H,)
     # theta (x, y, 1) is an outer sum of a column term and a row term: one pass over the grid,
     # several times cheaper on CPU than affine_grid's batched matmul with an inner size of 3.
     along_x = xs[:, None] * theta[:, None, :, 0] + theta[:, None, :, 2]  # (N, W, 2)
     along_y = ys[:, None] * theta[:, None, :, 1]  # (N, H, 2)
-    grid = along_x[:, None, :, :] + along_y[:, :, None, :]  # (N, H, W, 2)
-    return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
+    return along_x[:, None, :, :] + along_y[:, :, None, :]  # (N, H, W, 2)
 
 
 def warp_points(points: torch.Tensor, A: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Batched augmentations against exact references (rot90, integer shifts) and their stated statistics."""
 
 
+import math
+
 import pytest
 import torch
 
@@ -98,3 +100,57 @@ def test_strong_and_weak_keep_flat_rows():
     d_weak = (augment.weak(big, AugmentConfig(), g) - big).abs().mean()
     d_strong = (augment.strong(big, AugmentConfig(), g) - big).abs().mean()
     assert d_weak < d_strong
+
+
+def test_gaussian_kernel_is_normalised_with_the_gaussian_ratio():
+    k = augment.gaussian_kernel(4.0)
+    assert len(k) == 2 * 12 + 1  # radius ceil(3 sigma)
+    assert k.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert (k[13] / k[12]).item() == pytest.approx(math.exp(-1 / 32), rel=1e-6)  # exp(-1 / (2 sigma^2))
+    assert (k[12 - 5] / k[12]).item() == pytest.approx(math.exp(-25 / 32), rel=1e-6)
+
+
+@pytest.mark.parametrize("dx, dy", [(1.0, 0.0), (0.0, 2.0), (-3.0, 1.0)])
+def test_a_constant_elastic_offset_reads_that_many_pixels_away(dx, dy):
+    # offsets (dx, dy) mean output pixel (x, y) reads the input at (x + dx, y + dy): content moves by -offset
+    x = torch.rand(2, 1, 28, 28)
+    offsets = torch.tensor([dx, dy]).expand(2, 28, 28, 2)
+    out = augment.warp_elastic(x, theta_for(2), offsets)
+    expected = torch.zeros_like(x)
+    sx, sy = int(dx), int(dy)
+    expected[..., max(0, -sy):28 - max(0, sy), max(0, -sx):28 - max(0, sx)] = \
+        x[..., max(0, sy):28 - max(0, -sy), max(0, sx):28 - max(0, -sx)]
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_elastic_offsets_have_the_blurred_uniform_statistics():
+    # Interior pixels: sum_ij k_i k_j u_ij with u ~ U(-1, 1): mean 0, sd = alpha * sqrt(1/3) * sum(k^2);
+    # neighbours of a Gaussian-blurred white field correlate by exp(-1 / (4 sigma^2)).
+    alpha, sigma = 34.0, 4.0
+    g = torch.Generator().manual_seed(0)
+    off = augment.elastic_offsets(600, 28, 28, alpha, sigma, g)  # (N, H, W, 2)
+    assert off.shape == (600, 28, 28, 2)
+    k = augment.gaussian_kernel(sigma)
+    inner = off[:, 12:16, 12:16]  # four pixels from every edge is past the reflected border's reach
+    assert inner.mean().item() == pytest.approx(0.0, abs=0.05)
+    assert inner.std().item() == pytest.approx(alpha * math.sqrt(1 / 3) * (k ** 2).sum().item(), rel=0.05)
+    a, b = off[:, 13, 13, 0], off[:, 13, 14, 0]
+    corr = ((a - a.mean()) * (b - b.mean())).mean() / (a.std() * b.std())
+    assert corr.item() == pytest.approx(math.exp(-1 / (4 * sigma ** 2)), abs=0.01)
+    dx, dy = off[..., 0].flatten(), off[..., 1].flatten()
+    assert abs(torch.corrcoef(torch.stack([dx, dy]))[0, 1].item()) < 0.05  # the two axes are independent
+
+
+def test_strong_draws_nothing_more_without_elastic_and_is_seeded_with_it():
+    x = torch.rand(6, 784)
+    cfg = AugmentConfig()
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    plain = augment.random_erasing(augment.random_affine(x.view(-1, 1, 28, 28), cfg.strong, g2),
+                                   cfg.erase_p, cfg.erase_scale, cfg.erase_ratio, g2).reshape(6, 784)
+    torch.testing.assert_close(augment.strong(x, cfg, g1), plain, rtol=0, atol=0)
+    assert torch.equal(g1.get_state(), g2.get_state())  # the recipe's random stream is untouched
+
+    elastic = AugmentConfig(elastic_alpha=34.0)
+    first = augment.strong(x, elastic, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(augment.strong(x, elastic, torch.Generator().manual_seed(3)), first, rtol=0, atol=0)
+    assert (first - plain).abs().max() > 0.1  # same affines, now distorted

@@ -1,4 +1,4 @@
-"""Batched image augmentations on tensors: random affine, random erasing, DAE corruption.
+"""Batched image augmentations on tensors: random affine, elastic distortion, random erasing, DAE corruption.
 
 One call transforms the whole batch with per-image random parameters (no Python loop over images;
 a per-image loop is about 20x slower). Images are (N, 1, H, W) in [0, 1]; `strong`/`weak` take the
@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from kplab.digits.recipe import AffineConfig, AugmentConfig
-from kplab.geometry import compose_affine, warp_images
+from kplab.geometry import compose_affine, sampling_grid, warp_images
 
 SIDE = 28  # MNIST images are SIDE x SIDE
 
@@ -39,16 +40,55 @@ def warp(images: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     return warp_images(images, A.to(images), padding_mode="zeros")
 
 
-def random_affine(images: torch.Tensor, cfg: AffineConfig, gen: torch.Generator | None = None) -> torch.Tensor:
+def random_affine_matrices(n: int, height: int, width: int, cfg: AffineConfig,
+                           gen: torch.Generator | None = None) -> torch.Tensor:
     """torchvision RandomAffine semantics: angle ~ U(±degrees), shift ~ U(±translate·size) per axis,
-    scale ~ U(scale range), x-shear ~ U(±shear); fill 0. images (N, C, H, W)."""
-    n, _, h, w = images.shape
+    scale ~ U(scale range), x-shear ~ U(±shear). Returns forward affines (N, 2, 3)."""
     angle = _uniform(n, -cfg.degrees, cfg.degrees, gen)
-    shift = torch.stack([_uniform(n, -cfg.translate * w, cfg.translate * w, gen),
-                         _uniform(n, -cfg.translate * h, cfg.translate * h, gen)], dim=1)  # (N, 2)
+    shift = torch.stack([_uniform(n, -cfg.translate * width, cfg.translate * width, gen),
+                         _uniform(n, -cfg.translate * height, cfg.translate * height, gen)], dim=1)  # (N, 2)
     scale = _uniform(n, cfg.scale[0], cfg.scale[1], gen)
     shear = _uniform(n, -cfg.shear, cfg.shear, gen)
-    return warp(images, affine(angle, shift, scale, shear, h, w))
+    return affine(angle, shift, scale, shear, height, width)
+
+
+def random_affine(images: torch.Tensor, cfg: AffineConfig, gen: torch.Generator | None = None) -> torch.Tensor:
+    """Each image through its own random affine (see `random_affine_matrices`); fill 0. images (N, C, H, W)."""
+    n, _, h, w = images.shape
+    return warp(images, random_affine_matrices(n, h, w, cfg, gen))
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """1-D Gaussian weights summing to 1, radius ceil(3σ). (2r + 1,)"""
+    radius = math.ceil(3 * sigma)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    return k / k.sum()
+
+
+def smooth(field: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of each channel of (N, C, H, W), edges reflected."""
+    k = gaussian_kernel(sigma).to(field)
+    r, c = len(k) // 2, field.shape[1]
+    field = F.conv2d(F.pad(field, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(field, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def elastic_offsets(n: int, height: int, width: int, alpha: float, sigma: float,
+                    gen: torch.Generator | None = None) -> torch.Tensor:
+    """Simard et al. (2003) displacement fields in pixels, (N, H, W, 2) as (dx, dy): uniform noise in
+    [-1, 1] per pixel and axis, blurred by a Gaussian of `sigma` px, scaled by `alpha`."""
+    noise = torch.rand(n, 2, height, width, generator=gen) * 2 - 1  # (N, 2, H, W)
+    return (alpha * smooth(noise, sigma)).permute(0, 2, 3, 1)
+
+
+def warp_elastic(images: torch.Tensor, A: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Output pixel p reads the input at A^{-1}(p) + offsets(p) (pixels); bilinear, zeros outside.
+    images (N, C, H, W), A (N, 2, 3), offsets (N, H, W, 2)."""
+    n, _, h, w = images.shape
+    half = torch.tensor([w / 2.0, h / 2.0], dtype=images.dtype, device=images.device)
+    grid = sampling_grid(A.to(images.device), h, w, images.dtype) + offsets.to(images) / half  # normalised units
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def random_erasing(images: torch.Tensor, p: float, scale: tuple[float, float], ratio: tuple[float, float],
@@ -87,8 +127,15 @@ def _as_images(flat: torch.Tensor) -> torch.Tensor:
 
 
 def strong(flat: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Affine then erasing, on flat rows (N, 784) -> (N, 784)."""
-    x = random_affine(_as_images(flat), cfg.strong, gen)
+    """Affine (plus an elastic distortion when cfg.elastic_alpha > 0) then erasing, on flat rows
+    (N, 784) -> (N, 784). With elastic_alpha = 0 nothing more is drawn: the recipe's runs are unchanged."""
+    x = _as_images(flat)
+    if cfg.elastic_alpha > 0:
+        n, _, h, w = x.shape
+        A = random_affine_matrices(n, h, w, cfg.strong, gen)
+        x = warp_elastic(x, A, elastic_offsets(n, h, w, cfg.elastic_alpha, cfg.elastic_sigma, gen))
+    else:
+        x = random_affine(x, cfg.strong, gen)
     x = random_erasing(x, cfg.erase_p, cfg.erase_scale, cfg.erase_ratio, gen)
     return x.reshape(flat.shape)
 

@@ -50,6 +50,10 @@ class AugmentConfig:
     erase_p: float = 0.15
     erase_scale: tuple[float, float] = (0.01, 0.06)  # erased area as a fraction of the image
     erase_ratio: tuple[float, float] = (0.3, 3.3)  # torchvision's default aspect range
+    # Beyond the recipe (0 = off): Simard-style elastic distortion on top of the strong affine,
+    # displacement = elastic_alpha x (uniform noise blurred by a Gaussian of elastic_sigma px).
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
     weak: AffineConfig = field(default_factory=lambda: AffineConfig(
         degrees=5.0, translate=0.04, scale=(0.97, 1.03), shear=0.0))
 
