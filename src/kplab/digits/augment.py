@@ -66,12 +66,21 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
+def blur_matrix(size: int, sigma: float) -> torch.Tensor:
+    """M (size, size) with v @ M = v blurred by `gaussian_kernel(sigma)`, edges reflected."""
+    k = gaussian_kernel(sigma)
+    r = len(k) // 2
+    if r >= size:
+        raise ValueError(f"elastic_sigma={sigma} is too wide for a {size}-pixel side (3 sigma must stay below it)")
+    unit = F.pad(torch.eye(size)[:, None, :], (r, r), mode="reflect")  # (size, 1, size + 2r): row j is pixel j alone
+    return F.conv1d(unit, k.view(1, 1, -1))[:, 0, :]  # (size, size): where pixel j's weight lands
+
+
 def smooth(field: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of each channel of (N, C, H, W), edges reflected."""
-    k = gaussian_kernel(sigma).to(field)
-    r, c = len(k) // 2, field.shape[1]
-    field = F.conv2d(F.pad(field, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(field, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    """Separable Gaussian blur of each (H, W) plane of (..., H, W), edges reflected: two small matmuls,
+    many times faster on CPU than a 25-tap grouped convolution."""
+    h, w = field.shape[-2:]
+    return blur_matrix(h, sigma).to(field).T @ field @ blur_matrix(w, sigma).to(field)
 
 
 def elastic_offsets(n: int, height: int, width: int, alpha: float, sigma: float,
