@@ -40,7 +40,8 @@ def tiny_setup():
 
 
 def reference_step(student, parts, cfg, gen_seed, dropout_seed, consistency=True):
-    """(student, teacher) after one step, computed from the formula."""
+    """(student, teacher) after one step, computed from the formula (plus the pseudo-label term
+    pseudo_weight · mean_u[1(max q ≥ τ) · CE(student(strong u), argmax q)] when cfg.teach has one)."""
     student, teacher = copy.deepcopy(student), copy.deepcopy(student).eval()
     gen = torch.Generator().manual_seed(gen_seed)
     mt, sup = cfg.teach, cfg.supervised
@@ -56,10 +57,14 @@ def reference_step(student, parts, cfg, gen_seed, dropout_seed, consistency=True
     y = parts.y_train[lidx]
     loss = (lam * F.cross_entropy(logits[:len(y)], y, label_smoothing=sup.label_smoothing)
             + (1 - lam) * F.cross_entropy(logits[:len(y)], y[perm], label_smoothing=sup.label_smoothing))
+    with torch.no_grad():
+        q = teacher(u_weak).softmax(1)
     if consistency:
-        with torch.no_grad():
-            q = teacher(u_weak).softmax(1)
         loss = loss + W_MAX * ((logits[len(y):].softmax(1) - q) ** 2).mean()
+    if mt.pseudo_weight > 0:
+        confident = q.max(1).values >= mt.pseudo_threshold
+        ce = -logits[len(y):].log_softmax(1).gather(1, q.argmax(1, keepdim=True))[:, 0]  # (U,)
+        loss = loss + mt.pseudo_weight * (ce * confident).sum() / len(ce)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(student.parameters(), mt.clip_norm)
     opt.step()
@@ -98,3 +103,41 @@ def test_consistency_gradient_is_the_softmax_jacobian_closed_form():
     expected = (2 / z.numel()) * p * (d - (p * d).sum(1, keepdim=True))
     torch.testing.assert_close(z.grad, expected, rtol=1e-10, atol=1e-14)
     assert expected.abs().max() > 1e-3  # a gradient worth checking
+
+
+def beyond_setup():
+    """tiny_setup with the pieces past the recipe on: elastic strong view, pseudo-labels at a threshold
+    some rows of a briefly trained teacher pass and some do not."""
+    parts, cfg, student = tiny_setup()
+    cfg.augment.elastic_alpha = 34.0
+    cfg.teach.pseudo_weight, cfg.teach.pseudo_threshold = 2.0, 0.95
+    return parts, cfg, student
+
+
+def test_one_teach_step_with_elastic_view_and_pseudo_labels_is_the_formula():
+    parts, cfg, student = beyond_setup()
+    with torch.no_grad():  # a teacher that is confident on some rows: sharpen the last layer
+        student.head[-1].weight.mul_(40.0)
+    start = copy.deepcopy(student)
+    confidence = start.eval()(parts.x_unlabeled).softmax(1).max(1).values
+    assert 0 < (confidence >= 0.95).sum() < N_U  # the threshold splits the batch
+    torch.manual_seed(11)
+    teacher, _ = teach(student, parts, cfg, torch.Generator().manual_seed(7))
+    want_student, want_teacher = reference_step(start, parts, cfg, gen_seed=7, dropout_seed=11)
+    torch.testing.assert_close(flat(student), flat(want_student), atol=1e-6, rtol=0)
+    torch.testing.assert_close(flat(teacher), flat(want_teacher), atol=1e-6, rtol=0)
+    cfg.teach.pseudo_weight = 0.0  # the check has teeth: without the pseudo-label term it lands elsewhere
+    without, _ = reference_step(start, parts, cfg, gen_seed=7, dropout_seed=11)
+    assert (flat(without) - flat(want_student)).abs().max() > 100 * 1e-6
+
+
+def test_teach_with_the_beyond_pieces_is_deterministic_for_a_seed():
+    runs = []
+    for seed in (5, 5, 6):
+        parts, cfg, student = beyond_setup()
+        cfg.teach.epochs = 2
+        torch.manual_seed(seed)
+        teacher, _ = teach(student, parts, cfg, torch.Generator().manual_seed(seed))
+        runs.append(flat(teacher))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.allclose(runs[0], runs[2])

@@ -168,3 +168,17 @@ def test_pseudo_label_loss_counts_only_confident_rows():
     teacher[2, 7] = 20.0  # confident: class 7; row 1 is uniform (10 %) and must not count
     expected = (F.cross_entropy(student[0:1], torch.tensor([4])) + F.cross_entropy(student[2:3], torch.tensor([7]))) / 3
     torch.testing.assert_close(pseudo_label_loss(student, teacher, 0.95), expected)
+
+
+def test_pseudo_label_threshold_is_inclusive_and_exact():
+    from kplab.digits.mean_teacher import pseudo_label_loss
+
+    teacher = torch.zeros(1, 10)
+    teacher[0, 2] = 3.0  # max probability e^3 / (e^3 + 9)
+    confidence = (math.exp(3) / (math.exp(3) + 9))
+    student = torch.randn(1, 10)
+    ce = F.cross_entropy(student, torch.tensor([2]))
+    torch.testing.assert_close(pseudo_label_loss(student, teacher, confidence - 1e-6), ce)
+    assert pseudo_label_loss(student, teacher, confidence + 1e-6).item() == 0.0
+    exact = teacher.softmax(1).max().item()  # a row exactly at the threshold counts
+    torch.testing.assert_close(pseudo_label_loss(student, teacher, exact), ce)
