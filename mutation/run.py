@@ -52,7 +52,10 @@ MODULES = {
     "scratch.norm": ("src/kplab/scratch/norm.py", ["tests/scratch/test_norm.py"]),
 }
 # Real-data tests and those that start `python -m kplab` in a subprocess (which would not see the mutant).
-PYTEST_ARGS = ["-m", "not real", "-p", "no:cacheprovider", "-x", "-q", "--hypothesis-profile=mutation",
+# no:unraisableexception: that plugin's gc.collect() at the end of every session took 1.2 of the 1.4 s a
+# one-test mutant run cost in a fork of the warm process (it touches every object of the torch heap).
+PYTEST_ARGS = ["-m", "not real", "-p", "no:cacheprovider", "-p", "no:unraisableexception", "-x", "-q",
+               "--hypothesis-profile=mutation",
                "--deselect", "tests/faces/test_train.py::test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run",
                "--deselect", "tests/faces/test_train.py::test_cli_reports_bad_override_without_traceback"]
 KILLED = {"killed", "timeout", "segfault"}
@@ -92,7 +95,8 @@ def run_module(name: str) -> float:
     start = time.perf_counter()
     # One torch/OpenMP thread per test process: mutmut runs one worker per core, and two threads each
     # on a shared 2-core machine spin-wait for each other (tiny convolutions ran 100 x slower).
-    env = {**os.environ, "KPLAB_TEST_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    # KPLAB_MUTATION: tests/conftest.py preloads what the tests import lazily, once for all forks.
+    env = {**os.environ, "KPLAB_TEST_THREADS": "1", "OMP_NUM_THREADS": "1", "KPLAB_MUTATION": "1"}
     subprocess.run(["nice", "-n", "19", sys.executable, "-m", "mutmut", "run"], cwd=ws, check=False, env=env)
     return time.perf_counter() - start
 

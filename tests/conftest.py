@@ -16,6 +16,14 @@ pytest_plugins = ["pytester"]  # tests/test_conftest.py runs this file's hooks i
 # KPLAB_TEST_THREADS: `make mutate` runs one thread per mutmut worker; two threads per worker on a 2-core
 # machine that is busy spin-wait each other (a tiny conv took 20 ms instead of 0.1 ms).
 torch.set_num_threads(int(os.environ.get("KPLAB_TEST_THREADS", 0)) or min(2, os.cpu_count() or 1))
+if os.environ.get("KPLAB_MUTATION"):
+    # `make mutate` forks each mutant's test run from one warm process: import there, once, what the
+    # tests would otherwise import lazily in every fork (a torch optimizer's constructor imports
+    # torch._dynamo, 1.4 s; the report figures import matplotlib and PIL).
+    import PIL.Image  # noqa: F401
+    import torch._dynamo  # noqa: F401
+
+    import kplab.faces.training.report  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 

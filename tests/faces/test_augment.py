@@ -253,3 +253,62 @@ def test_real_faces_keep_subject_left_at_image_right(shared_data):
     assert subject_left_at_image_right(flip_faces(images, points, KAGGLE15)[1])
     _, augmented, _ = Augmenter(config(flip=1.0), KAGGLE15)(images, points, mask, torch.Generator().manual_seed(16))
     assert subject_left_at_image_right(augmented)
+
+
+RULES = [  # (field, accepted edge values, refused values, the rule the message states)
+    ("flip", [0.0, 1.0], [-0.01, 1.01], "a probability in [0, 1]"),
+    ("blur", [0.0, 1.0], [-0.01, 1.01], "a probability in [0, 1]"),
+    ("cutout", [0.0, 1.0], [-0.01, 1.01], "a probability in [0, 1]"),
+    ("rotation_deg", [0.0], [-0.5], ">= 0"),
+    ("shift", [0.0], [-0.01], ">= 0"),
+    ("brightness", [0.0], [-0.01], ">= 0"),
+    ("gamma", [0.0], [-0.01], ">= 0"),
+    ("noise", [0.0], [-0.01], ">= 0"),
+    ("shear_deg", [0.0, 59.9], [-0.1, 60.0], "in [0, 60)"),
+    ("contrast", [0.0, 1.0], [-0.01, 1.01], "in [0, 1]"),
+    ("scale", [(0.5, 0.5), (0.01, 3.0)], [(0.0, 1.0), (1.2, 0.9)], "a range (lo, hi) with 0 < lo <= hi"),
+    ("blur_sigma", [(0.5, 0.5), (1.0, 16.0)], [(0.0, 1.0), (2.0, 1.0), (1.0, 16.1)],
+     "a range (lo, hi) with 0 < lo <= hi <= 16"),
+    ("cutout_size", [1.0, 0.01], [0.0, 1.01], "in (0, 1]"),
+    ("padding", ["border", "zeros"], ["wrap"], '"border" or "zeros"'),
+]
+
+
+@pytest.mark.parametrize("field, good, bad, rule", RULES, ids=[r[0] for r in RULES])
+def test_each_config_field_is_checked_at_its_edges_and_named(field, good, bad, rule):
+    for value in good:
+        Augmenter(config(**{field: value}), KAGGLE15)
+    for value in bad:
+        with pytest.raises(ConfigError) as err:
+            Augmenter(config(**{field: value}), KAGGLE15)
+        assert str(err.value) == f"augment.{field} must be {rule}, got {value!r}"
+
+
+def test_a_share_of_a_batch_is_augmented_as_in_the_whole_batch():
+    images, points, mask = random_inputs(8, seed=16)
+    augmenter = Augmenter(config(blur=0.5, cutout=0.5, noise=0.05), KAGGLE15)
+    whole = augmenter(images, points, mask, torch.Generator().manual_seed(17))
+    part = augmenter(images[3:6], points[3:6], mask[3:6], torch.Generator().manual_seed(17), share=slice(3, 6), batch=8)
+    for a, b in zip(whole, part):
+        torch.testing.assert_close(a[3:6], b, rtol=0, atol=1e-6)
+    alone = augmenter(images[3:6], points[3:6], mask[3:6], torch.Generator().manual_seed(17))
+    assert not torch.allclose(alone[0], part[0])  # drawn as a batch of its own, the rows differ
+
+
+def test_blur_radius_covers_three_sigma_and_refuses_images_too_small():
+    assert Augmenter(config(blur_sigma=(0.5, 1.5)), KAGGLE15).blur_radius == 5
+    assert Augmenter(config(blur_sigma=(0.5, 2.0)), KAGGLE15).blur_radius == 6
+    with pytest.raises(ValueError, match="radius 8 needs images larger than 8 pixels"):
+        gaussian_blur(torch.rand(1, 1, 8, 8), torch.tensor([1.0]), radius=8)
+    gaussian_blur(torch.rand(1, 1, 9, 9), torch.tensor([1.0]), radius=8)
+
+
+def test_zeros_padding_leaves_uncovered_corners_black_and_border_repeats_edges():
+    images = torch.ones(1, 1, S, S)
+    points, mask = torch.zeros(1, 15, 2), torch.ones(1, 15, dtype=torch.bool)
+    shrink = dict(GEOMETRY_OFF, scale=(0.5, 0.5))  # the face shrinks to the middle half of the image
+    for padding, corner in (("zeros", 0.0), ("border", 1.0)):
+        out, _, _ = Augmenter(config(**shrink, **PHOTOMETRY_OFF, padding=padding), KAGGLE15)(
+            images, points, mask, torch.Generator().manual_seed(0))
+        assert out[0, 0, 0, 0].item() == pytest.approx(corner, abs=1e-6)
+        assert out[0, 0, 48, 48].item() == pytest.approx(1.0, abs=1e-6)

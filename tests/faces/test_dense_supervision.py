@@ -140,3 +140,24 @@ def test_a_dense_recipe_on_the_dense_layout_itself_trains_one_set_of_points(tmp_
     from kplab.faces.training.model import load_model
     model = load_model(tmp_path)
     assert model.dense_layout is None and model.to_heatmaps.out_channels == 68
+
+
+def test_training_data_with_dense_points_supervises_them_and_a_nameless_set_is_named_generically(tmp_path, capsys):
+    faces = faces68(16).as_layout(KAGGLE15)  # carries its 68 points as dense points
+    cfg = TrainConfig(model=ModelConfig(widths=(4, 4, 8, 8), blocks=(0, 0, 0, 0), head_width=4, dense_layout="ibug68"),
+                      epochs=1, batch_size=8, threads=1)
+    dense = train(cfg, faces, faces, tmp_path / "dense")
+    assert "carries no" not in capsys.readouterr().err
+    bare = FaceSet(faces.images, faces.keypoints, KAGGLE15)  # no source, no dense points
+    alone = train(cfg, bare, bare, tmp_path / "bare")
+    assert "note: the training data carries no ibug68 points" in capsys.readouterr().err
+    # the same seed and batches: only the dense term makes the losses differ
+    assert dense["history"][0]["train_loss"] != pytest.approx(alone["history"][0]["train_loss"], rel=1e-3)
+
+
+def test_a_dense_point_exactly_on_the_image_edge_is_still_supervised():
+    cfg = TrainConfig(model=ModelConfig(dense_layout="ibug68"), loss="l1", dense_weight=1.0)
+    y, pred = torch.zeros(1, 83, 2), torch.zeros(1, 83, 2)
+    y[0, 15:] = torch.tensor([1.0, -1.0])  # every dense target on the border: a heatmap can still reach it
+    m = torch.ones(1, 83, dtype=torch.bool)
+    assert supervised_loss(pred, y, m, cfg).item() == pytest.approx(1.0)

@@ -137,6 +137,8 @@ def test_evaluation_report_numbers_match_the_i2dl_loop(shipped_dir, tiny_faces, 
     rows = (tmp_path / "keypoints.csv").read_text().splitlines()
     assert len(rows) == 16 and rows[1].startswith("left_eye_center")
     assert ("(flip TTA)" in text) == tta
+    assert text.startswith(f"{tiny_faces.source}: 12 faces, layout kaggle15{' (flip TTA)' if tta else ''}\n")
+    assert text.endswith(f"figures and tables in {tmp_path}")
     for name in ("ced.png", "worst.png", "random.png"):
         assert (tmp_path / name).stat().st_size > 1000
 
@@ -168,3 +170,81 @@ def test_kplab_evaluate_cli_prints_the_reference_numbers(shipped_dir, tiny_faces
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
     assert metrics["n_images"] == len(tiny_faces)
+
+
+# ------------------------------------------------------------------ tensors, layouts and batching
+
+def test_in_layout_answers_in_the_target_points_or_passes_the_model_through():
+    from kplab.faces.training.evaluate import in_layout
+    from kplab.faces.training.layout import IBUG68
+
+    points68 = np.random.default_rng(3).uniform(-0.8, 0.8, (68, 2))
+    model = FixedPoints(points68)
+    assert in_layout(model, IBUG68, IBUG68) is model
+    derived = in_layout(model, IBUG68, KAGGLE15)
+    out = derived(torch.zeros(2, 1, 96, 96))
+    assert out.shape == (2, 30) and out.dtype == torch.float32
+    # the subject's left eye centre is the mean of the six iBUG points around it (42..47)
+    left_eye = out.view(2, 15, 2)[:, KAGGLE15.index("left_eye_center")]
+    np.testing.assert_allclose(left_eye.numpy(), np.broadcast_to(points68[42:48].mean(0), (2, 2)), atol=1e-6)
+    assert set(derived.state_dict()) == {"model.points"}  # the derivation weights are not saved state
+
+
+def test_image_and_label_tensors_scale_normalise_and_fill_missing_points():
+    import warnings
+
+    from kplab.faces.training.evaluate import image_tensor, label_tensors
+    from kplab.faces.training.faceset import FaceSet
+
+    images = np.array([[[0, 51], [255, 102]]], np.uint8).repeat(48, 1).repeat(48, 2)  # (1, 96, 96)
+    images.setflags(write=False)  # as a memory-mapped pack hands them out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on read-only arrays: they must be copied first
+        x = image_tensor(images)
+    assert x.shape == (1, 1, 96, 96) and x.dtype == torch.float32
+    assert x[0, 0, 0, 0].item() == 0.0 and x[0, 0, 0, 95].item() == pytest.approx(0.2)
+    assert x[0, 0, 95, 0].item() == 1.0
+    keypoints = np.full((1, 15, 2), 72.0, np.float32)
+    keypoints[0, 3] = np.nan
+    faces = FaceSet(np.zeros((1, 96, 96), np.uint8), keypoints, KAGGLE15)
+    points, mask = label_tensors(faces)
+    assert points.dtype == torch.float32 and mask.dtype == torch.bool
+    assert points[0, 3].tolist() == [0.0, 0.0] and not mask[0, 3]
+    assert points[0, 0].tolist() == [0.5, 0.5] and mask[0, 0]  # (72 - 48) / 48
+
+
+class Brightness(nn.Module):
+    """Answers every point at (mean brightness, 0) of its own image, with dropout that eval mode turns off."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        b = self.drop(x.mean((1, 2, 3)))[:, None].expand(-1, 15)
+        return torch.stack([b, torch.zeros_like(b)], -1).flatten(1)
+
+
+def test_predict_runs_in_eval_mode_batch_by_batch():
+    images = torch.rand(5, 1, 96, 96)
+    model = Brightness().train()
+    got = predict(model, images, KAGGLE15, batch_size=2)
+    assert not model.training
+    np.testing.assert_allclose(got[:, 0, 0].numpy(), images.mean((1, 2, 3)).numpy(), rtol=1e-6)
+    assert torch.equal(got, predict(model, images, KAGGLE15, batch_size=256))
+
+
+
+def test_training_figures_are_the_curves_and_a_grid_of_up_to_16_val_faces(tmp_path):
+    from PIL import Image
+
+    from kplab.faces.training.evaluate import write_training_figures
+    from kplab.faces.training.model import ModelConfig, build_model, save_model
+    from kplab.faces.training.report import HEADER_INCHES
+
+    save_model(tmp_path, build_model(ModelConfig(widths=(4, 4, 8, 8), blocks=(0, 0, 0, 0), head_width=4)).eval())
+    history = [{"epoch": 1, "train_loss": 0.3, "val_score": 5.0}, {"epoch": 2, "train_loss": 0.2, "val_score": 7.0}]
+    write_training_figures(tmp_path, history, synthetic_faces(20, seed=6))
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    with Image.open(tmp_path / "val_grid.png") as grid:  # 16 faces: 6 columns, 3 rows of 2-inch panels at 100 dpi
+        assert grid.size == (1200, round((3 * 2 + HEADER_INCHES) * 100))

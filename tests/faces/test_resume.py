@@ -11,6 +11,7 @@ import json
 import sys
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from kplab.checkpoint import load_state
@@ -80,6 +81,8 @@ def test_resume_after_epoch_k_keeps_the_best_score_and_best_weights(data, whole,
     summary = train(CFG, *data, tmp_path, resume=True)
     assert summary["best_val_score"] == ref_summary["best_val_score"]
     assert [h["val_score"] for h in summary["history"]] == [h["val_score"] for h in ref_summary["history"]]
+    elapsed = [h["elapsed_s"] for h in summary["history"]]  # the clock runs on from the stopped run's
+    assert all(0 < a < b for a, b in zip(elapsed, elapsed[1:])), elapsed
     model, model_metrics, metrics = fingerprint(tmp_path)
     ref_model, ref_model_metrics, ref_metrics = fingerprint(ref_dir)
     assert model_metrics["epoch"] == ref_model_metrics["epoch"] == best_epoch  # the best epoch's weights ...
@@ -87,3 +90,20 @@ def test_resume_after_epoch_k_keeps_the_best_score_and_best_weights(data, whole,
     for key in model:  # ... bit for bit
         assert model[key].equal(ref_model[key]), key
     assert metrics["best_val_score"] == ref_metrics["best_val_score"]
+
+
+def test_resume_restores_the_weight_average_and_the_optimizer(data, tmp_path, monkeypatch):
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, epochs=2, epoch_steps=2, ema_decay=0.9, lr=0.01)  # the EMA lags the weights
+    train(cfg, *data, tmp_path / "whole")
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stderr", StderrThatCrashesAt(f"epoch 2/2:"))
+        with pytest.raises(Crash):
+            train(cfg, *data, tmp_path / "resumed")
+    train(cfg, *data, tmp_path / "resumed", resume=True)
+    a, _ = load_state(tmp_path / "whole" / "state" / "train.safetensors")
+    b, _ = load_state(tmp_path / "resumed" / "state" / "train.safetensors")
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
