@@ -1,6 +1,7 @@
 """Ablations of the semi-supervised digits recipe: many full pipelines in parallel, one table.
 
     python bench/digits_ablate.py --data ../shared/data/mnist/mnist.npz --out runs/ablate --jobs 4
+    python bench/digits_ablate.py --data ../shared/data/mnist/mnist.npz --out runs/ablate-best --plan best
 
 Each task is a whole `run_pipeline` (stages 1-3, optionally the from-scratch comparison) with some
 `--set` overrides and a seed; tasks run in separate processes (one torch thread each) and the table
@@ -18,6 +19,10 @@ import time
 from pathlib import Path
 
 BEYOND = ["teach.consistency=100", "teach.pseudo_weight=1.0", "teach.epochs=60"]
+# `--preset best` taken apart: each change of presets/digits-best.toml over `beyond`, alone and together.
+LONG = ["teach.epochs=60", "teach.lr=2e-4", "teach.schedule=cosine"]
+ELASTIC = ["augment.elastic_alpha=34"]
+PSEUDO = ["teach.pseudo_weight=1.0"]
 PLANS = {
     # name -> list of (variant, seed, overrides, compare_scratch)
     "recipe": [("recipe", s, [], True) for s in (0, 1, 2)],
@@ -41,6 +46,17 @@ PLANS = {
         + [("w=100, 60 epochs", 0, ["teach.consistency=100", "teach.epochs=60"], False),
            ("beyond: w=100, pseudo-labels, 60 epochs", 0, BEYOND, False)]
     ),
+    # CPU plan for `--preset best` (seed 0 unless noted; every task is a whole pipeline from the `beyond` preset)
+    "best": (
+        [(name, 0, ["preset=beyond", *sets], False) for name, sets in (
+            ("beyond (w=100, 30 epochs)", []),
+            ("+ elastic", ELASTIC),
+            ("+ 60 epochs, lr 2e-4 cosine", LONG),
+            ("+ 60 epochs cosine + elastic", LONG + ELASTIC),
+            ("+ 60 epochs cosine + pseudo-labels", LONG + PSEUDO),
+        )]
+        + [("best", s, ["preset=best"], False) for s in (0, 1, 2)]
+    ),
 }
 
 
@@ -48,13 +64,16 @@ def one_task(args: tuple) -> dict:
     variant, seed, sets, scratch, data, out, device, common = args
     import torch
 
-    from kplab.config import apply_overrides
+    from kplab.config import load_config
     from kplab.digits.recipe import DigitsConfig
     from kplab.digits.run import classifier_from, load_parts, run_pipeline, stage_teach, stage_transfer
 
     torch.set_num_threads(1)
-    cfg = apply_overrides(DigitsConfig(), [*common, *sets, f"seed={seed}", f"device={device}",
-                                           f"compare_scratch={str(scratch).lower()}"])
+    presets = [x.removeprefix("preset=") for x in sets if x.startswith("preset=")]
+    sets = [x for x in sets if not x.startswith("preset=")]
+    cfg = load_config(DigitsConfig, preset=f"digits-{presets[0]}" if presets else None,
+                      overrides=[*common, *sets, f"seed={seed}", f"device={device}",
+                                 f"compare_scratch={str(scratch).lower()}"])
     folder = Path(out) / f"{variant.replace(' ', '_').replace(',', '').replace('=', '')}-seed{seed}"
     start = time.perf_counter()
     if variant == "scratch":  # the same classifier through stages 2 and 3 without pretraining

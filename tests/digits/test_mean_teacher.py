@@ -141,3 +141,18 @@ def test_teach_with_the_beyond_pieces_is_deterministic_for_a_seed():
         runs.append(flat(teacher))
     assert torch.equal(runs[0], runs[1])
     assert not torch.allclose(runs[0], runs[2])
+
+
+def test_on_epoch_sees_each_epoch_and_leaves_the_run_unchanged():
+    from kplab.digits.evaluate import accuracy
+
+    finals, seen = [], []
+    x, y = torch.rand(8, 784), torch.zeros(8, dtype=torch.long)
+    for hook in (None, lambda epoch, teacher, student: seen.append((epoch, teacher.training, accuracy(teacher, x, y)))):
+        parts, cfg, student = beyond_setup()
+        cfg.teach.epochs = 3
+        torch.manual_seed(5)
+        teacher, _ = teach(student, parts, cfg, torch.Generator().manual_seed(5), on_epoch=hook)
+        finals.append(flat(teacher))
+    assert [e for e, _, _ in seen] == [1.0, 2.0, 3.0] and not any(training for _, training, _ in seen)
+    assert torch.equal(finals[0], finals[1])

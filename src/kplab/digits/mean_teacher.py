@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -64,8 +65,11 @@ def pseudo_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return (per_row * (confidence >= threshold)).mean()
 
 
-def teach(student: Classifier, parts: Parts, cfg: DigitsConfig, gen: torch.Generator) -> tuple[Classifier, dict]:
-    """Train `student` in place from its current weights; returns the teacher and per-epoch history."""
+def teach(student: Classifier, parts: Parts, cfg: DigitsConfig, gen: torch.Generator,
+          on_epoch: Callable[[float, Classifier, Classifier], None] | None = None) -> tuple[Classifier, dict]:
+    """Train `student` in place from its current weights; returns the teacher and per-epoch history.
+    `on_epoch(epoch, teacher, student)` runs after each epoch (benches score curves with it; it must
+    not touch the generator, or the run changes)."""
     mt, sup = cfg.teach, cfg.supervised
     teacher = make_teacher(student)
     opt = torch.optim.AdamW(student.parameters(), lr=mt.lr, weight_decay=mt.weight_decay)
@@ -114,6 +118,8 @@ def teach(student: Classifier, parts: Parts, cfg: DigitsConfig, gen: torch.Gener
                 history["student_val_acc"].append(accuracy(student, parts.x_val, parts.y_val))
                 sums = {"sup_loss": 0.0, "cons_loss": 0.0}
                 progress.set_postfix(teacher_val=history["teacher_val_acc"][-1], w=f"{w:.2f}")
+                if on_epoch is not None:
+                    on_epoch(step / steps_per_epoch, teacher, student)
     progress.close()
     say(f"mean teacher: teacher val {history['teacher_val_acc'][-1]:.1f} %, "
         f"student val {history['student_val_acc'][-1]:.1f} %")
