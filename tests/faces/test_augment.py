@@ -312,3 +312,54 @@ def test_zeros_padding_leaves_uncovered_corners_black_and_border_repeats_edges()
             images, points, mask, torch.Generator().manual_seed(0))
         assert out[0, 0, 0, 0].item() == pytest.approx(corner, abs=1e-6)
         assert out[0, 0, 48, 48].item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_geometric_alone_draws_per_sample_and_keeps_float64_points():
+    images, points, mask = random_inputs(16, seed=18)
+    augmenter = Augmenter(config(flip=0.5), KAGGLE15)
+    out, moved, out_mask = augmenter.geometric(images, points.double(), mask, torch.Generator().manual_seed(19))
+    assert moved.dtype == torch.float64  # float32 images, float64 points: the affine follows the points
+    same = augmenter.geometric(images, points.double(), mask, torch.Generator().manual_seed(19), rows=(slice(None), 16))
+    assert torch.equal(out, same[0]) and torch.equal(moved, same[1])
+    perm = torch.as_tensor(KAGGLE15.flip_permutation)
+    flipped = (out_mask != mask).any(1)
+    assert 0 < flipped.sum() < 16  # each sample draws its own mirror
+    assert torch.equal(out_mask[flipped], mask[flipped][:, perm])
+
+
+def test_photometry_first_clamps_pixels_outside_zero_to_one():
+    images = torch.rand(4, 1, S, S, generator=torch.Generator().manual_seed(20))
+    outside = images.clone()
+    outside[:, :, :10] = 1.3  # above white ...
+    outside[:, :, 10:20] = -0.2  # ... and below black, as an interpolating warp may leave them
+    inside = outside.clamp(0, 1)
+    a = photometric(outside, gamma=0.3, contrast=0.3)
+    assert torch.isfinite(a).all() and torch.equal(a, photometric(inside, gamma=0.3, contrast=0.3))
+
+
+def test_cutout_rectangles_spread_over_the_image_with_sides_and_greys_in_range():
+    images = torch.full((64, 1, S, S), 0.5)
+    out = photometric(images, cutout=1.0, cutout_size=0.3)
+    sides, centres, fills = [], [], []
+    for changed, o in zip(((out - images).abs() > 1e-5)[:, 0], out[:, 0]):
+        rows, cols = changed.any(1).nonzero()[:, 0], changed.any(0).nonzero()[:, 0]
+        if len(rows) == 0:  # a grey equal to the background
+            continue
+        sides.append(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1).item())
+        centres.append(((rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2))
+        fills.append(o[rows.min(), cols.min()].item())
+    # sides U(0.1, 1) x 0.3 x 96 px: among 64 the largest comes near 29 px (a box cut by the border is smaller)
+    assert 0.8 * 0.3 * S < max(sides) <= 0.3 * S + 1
+    rows_c, cols_c = zip(*centres)  # centres uniform over the image: every quadrant gets some
+    for r_half in (lambda r: r < S / 2, lambda r: r >= S / 2):
+        for c_half in (lambda c: c < S / 2, lambda c: c >= S / 2):
+            assert any(r_half(r) and c_half(c) for r, c in centres)
+    assert sum(f >= 1.0 for f in fills) <= 1 and sum(f <= 0.0 for f in fills) <= 1  # greys U(0, 1), no clipping
+    assert max(fills) - min(fills) > 0.8
+
+
+def test_gaussian_blur_takes_sigma_of_another_dtype():
+    images = torch.rand(2, 1, 20, 20, generator=torch.Generator().manual_seed(21))
+    sigma = torch.tensor([0.7, 1.2], dtype=torch.float64)
+    out = gaussian_blur(images, sigma, radius=4)  # float32 images, float64 sigma: computed in float32
+    assert out.dtype == torch.float32 and torch.equal(out, gaussian_blur(images, sigma.float(), radius=4))

@@ -188,6 +188,8 @@ def test_in_layout_answers_in_the_target_points_or_passes_the_model_through():
     left_eye = out.view(2, 15, 2)[:, KAGGLE15.index("left_eye_center")]
     np.testing.assert_allclose(left_eye.numpy(), np.broadcast_to(points68[42:48].mean(0), (2, 2)), atol=1e-6)
     assert set(derived.state_dict()) == {"model.points"}  # the derivation weights are not saved state
+    double = in_layout(FixedPoints(points68).double(), IBUG68, KAGGLE15)  # the weights follow the model's dtype
+    assert double(torch.zeros(1, 1, 96, 96)).dtype == torch.float64
 
 
 def test_image_and_label_tensors_scale_normalise_and_fill_missing_points():
@@ -248,3 +250,34 @@ def test_training_figures_are_the_curves_and_a_grid_of_up_to_16_val_faces(tmp_pa
     assert (tmp_path / "curves.png").stat().st_size > 1000
     with Image.open(tmp_path / "val_grid.png") as grid:  # 16 faces: 6 columns, 3 rows of 2-inch panels at 100 dpi
         assert grid.size == (1200, round((3 * 2 + HEADER_INCHES) * 100))
+
+
+def test_the_report_leaves_missing_points_out_of_every_number(tmp_path):
+    import csv
+    import dataclasses
+
+    faces = synthetic_faces(4, seed=5)
+    keypoints = faces.keypoints.copy()
+    keypoints[0, 10] = np.nan  # face 0 has no nose tip
+    faces = dataclasses.replace(faces, keypoints=keypoints)
+    # FixedPoints has buffers but no parameters, like an ONNX Runtime model: the report must cope
+    metrics, text = evaluation_report(FixedPoints(P), faces, tmp_path)
+    target = (keypoints - 48) / 48
+    dist_px = np.linalg.norm(P[None] - target, axis=-1) * 48  # (4, 15), NaN where missing
+    present = ~np.isnan(dist_px)
+    per_image_mse = np.nanmean(((P[None] - target) ** 2).reshape(4, 30), axis=1)  # the I2DL loss, per image
+    assert metrics["rmse_px"] == pytest.approx(48 * np.sqrt(per_image_mse.mean()), rel=1e-5)
+    assert metrics["regions"]["all"]["mean_px"] == pytest.approx(dist_px[present].mean(), rel=1e-5)
+    with open(tmp_path / "keypoints.csv") as f:
+        nose = next(row for row in csv.DictReader(f) if row["name"] == "nose_tip")
+    assert int(nose["n"]) == 3 and float(nose["mean_px"]) == pytest.approx(np.nanmean(dist_px[:, 10]), rel=1e-5)
+    # the text: a header line, then three tables (metrics without the nested ones, regions, keypoints)
+    header, summary, regions, points, footer = text.split("\n\n")[0].split("\n", 1)[0], \
+        *text.split("\n", 1)[1].split("\n\n")
+    assert header == f"{faces.source}: 4 faces, layout kaggle15"
+    assert summary.splitlines()[0].split() == ["metric", "value"]
+    names = [line.split()[0] for line in summary.splitlines()[2:]]
+    assert "score" in names and "rmse_px" in names and "regions" not in names and "layout" not in names
+    assert regions.splitlines()[0].split() == ["region", "points", "mean_px", "nme_io"]
+    assert points.splitlines()[0].split() == ["name", "n", "mean_px", "median_px", "rmse_px", "nme_io"]
+    assert footer == f"figures and tables in {tmp_path}"
