@@ -85,3 +85,20 @@ def test_edge_probabilities():
     np.testing.assert_array_equal(Dropout(1.0).forward(x), np.zeros_like(x))
     with pytest.raises(ValueError, match="between 0 and 1"):
         Dropout(1.5)
+
+
+def test_defaults_in_place_dtype_and_shapes():
+    assert Dropout().p == 0.5 and Dropout2d().p == 0.5  # torch's default
+    fresh = Dropout(0.5)
+    dy = np.ones((2, 3))
+    assert fresh.backward(dy) is dy  # nothing dropped yet: the gradient passes through
+    x = np.ones((50, 40), np.float32)
+    d = Dropout(0.5, inplace=True, rng=np.random.default_rng(0))
+    y = d.forward(x)
+    assert y is x and y.dtype == np.float32 and set(np.unique(y)) == {0.0, 2.0}
+    assert Dropout(0.5, rng=np.random.default_rng(0)).forward(np.ones((4, 4), np.float32)).dtype == np.float32
+    # (N, C): one decision per (n, c), i.e. per element; a 1-D input has no channels and is refused
+    y2 = Dropout2d(0.5, rng=np.random.default_rng(1)).forward(np.ones((30, 20)))
+    assert y2.shape == (30, 20) and 0.3 < (y2 == 0).mean() < 0.7
+    with pytest.raises(ValueError, match=r"Dropout2d expects input \(N, C, H, W\) or \(N, C, L\), got shape \(5,\)"):
+        Dropout2d(0.5).forward(np.ones(5))

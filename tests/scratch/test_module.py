@@ -116,3 +116,27 @@ def test_sgd_with_momentum_and_weight_decay_matches_torch():
         opt.step()
     np.testing.assert_allclose(ours[0].params["weight"], theirs.weight.detach().numpy(), atol=1e-12)
     np.testing.assert_allclose(ours[0].params["bias"], theirs.bias.detach().numpy(), atol=1e-12)
+
+
+def test_flatten_merges_only_the_axes_asked_for():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    f = Flatten(1, 2)
+    y = f.forward(x)
+    assert y.shape == (2, 12, 5) and np.array_equal(y, torch.nn.Flatten(1, 2)(torch.from_numpy(x)).numpy())
+    assert f.backward(np.ones_like(y)).shape == x.shape
+
+
+def test_linear_init_dtype_rng_and_inputs_of_any_rank():
+    a, b = (Linear(3, 2, rng=np.random.default_rng(7)) for _ in range(2))
+    assert np.array_equal(a.params["weight"], b.params["weight"]) and np.array_equal(a.params["bias"], b.params["bias"])
+    assert a.params["weight"].dtype == np.float32 and a.params["bias"].dtype == np.float32
+    assert Linear(3, 2, dtype=np.float64).params["weight"].dtype == np.float64
+    assert Linear(3, 2, dtype=np.float64).params["bias"].dtype == np.float64
+    bare = Linear(3, 2, bias=False, dtype=np.float64, rng=np.random.default_rng(8))
+    x = np.random.default_rng(9).normal(size=(4, 5, 3))  # (N, T, in): the last axis is the features
+    y = bare.forward(x)
+    assert "bias" not in bare.params and np.allclose(y, x @ bare.params["weight"].T)
+    dx = bare.backward(np.ones_like(y))
+    assert dx.shape == x.shape and np.allclose(bare.grads["weight"], np.ones((20, 2)).T @ x.reshape(20, 3))
+    with pytest.raises(ValueError, match=r"Linear\(3, 2\) got input shape \(4, 3, 5\)"):
+        bare.forward(np.zeros((4, 3, 5)))
