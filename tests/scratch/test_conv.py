@@ -126,3 +126,49 @@ def test_bad_inputs_are_refused():
         layer.forward(np.zeros((1, 3, 2, 2)))
     with pytest.raises(ValueError, match="must be smaller than the input"):
         Conv2d(3, 4, 3, padding=2, padding_mode="reflect").forward(np.zeros((1, 3, 2, 5)))
+
+
+def test_functional_conv2d_honours_the_padding_mode():
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(1, 2, 6, 5)), rng.normal(size=(3, 2, 3, 3))
+    ours = conv2d(x, w, padding=1, padding_mode="reflect")
+    ref = F.conv2d(F.pad(torch.from_numpy(x), (1, 1, 1, 1), mode="reflect"), torch.from_numpy(w))
+    np.testing.assert_allclose(ours, ref.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("field", ["kernel_size", "stride", "dilation", "padding"])
+def test_a_bad_size_argument_is_named_in_the_layer_and_the_function(field):
+    args = dict(kernel_size=3)
+    with pytest.raises(ValueError, match=rf"^{field} must be an int or a pair of ints, got \(1, 2, 3\)$"):
+        Conv2d(2, 2, **{**args, field: (1, 2, 3)})
+    if field != "kernel_size":
+        with pytest.raises(ValueError, match=rf"^{field} must be non-negative, got -1$"):
+            conv2d(np.zeros((1, 2, 5, 5)), np.zeros((2, 2, 3, 3)), **{field: -1})
+
+
+def test_conv2d_function_defaults_and_shape_errors():
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(size=(1, 2, 7, 6)), rng.normal(size=(4, 2, 3, 3))
+    ref = F.conv2d(torch.from_numpy(x), torch.from_numpy(w)).numpy()  # stride 1, no padding, dilation 1, 1 group
+    np.testing.assert_allclose(conv2d(x, w), ref, atol=1e-12)
+    from kplab.scratch.conv import conv2d_forward
+    np.testing.assert_allclose(conv2d_forward(x, w)[0], ref, atol=1e-12)  # the same defaults one level down
+    with pytest.raises(ValueError, match=r"^conv2d expects x \(N, C, H, W\) and weight \(O, C/groups, kH, kW\), "
+                                         r"got shapes \(1, 2, 7, 6\) and \(4, 2, 3\)$"):
+        conv2d(x, w[..., 0])
+    with pytest.raises(ValueError, match="got shapes"):
+        conv2d(x[0], w)
+    with pytest.raises(ValueError, match=r"^stride and dilation must be >= 1, got \(1, 1\) and \(0, 0\)$"):
+        conv2d(x, w, dilation=0)
+    with pytest.raises(ValueError, match=r"^stride and dilation must be >= 1, got \(0, 0\) and \(1, 1\)$"):
+        conv2d(x, w, stride=0)
+
+
+def test_conv2d_layer_init_rng_fan_in_and_messages():
+    a, b = (Conv2d(4, 6, (3, 2), groups=2, rng=np.random.default_rng(5)) for _ in range(2))
+    assert np.array_equal(a.params["weight"], b.params["weight"])
+    bound = 1 / np.sqrt(4 // 2 * 3 * 2)  # fan-in C/G * kH * kW, as PyTorch
+    w = Conv2d(4, 6, (3, 2), groups=2, rng=np.random.default_rng(6)).params["weight"]
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    with pytest.raises(ValueError, match=r"^padding='same' is not supported for strided convolutions$"):
+        Conv2d(2, 2, 3, stride=2, padding="same")

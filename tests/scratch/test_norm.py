@@ -112,3 +112,34 @@ def test_input_checks():
         GroupNorm(4, 6)
     with pytest.raises(ValueError, match=r"expects input \(\*, 3, 2\)"):
         LayerNorm((3, 2)).forward(np.ones((2, 2, 3)))
+
+
+def test_norm_defaults_dtypes_and_messages_follow_torch():
+    for ours, theirs in ((BatchNorm2d(3), torch.nn.BatchNorm2d(3)), (InstanceNorm2d(3), torch.nn.InstanceNorm2d(3)),
+                         (GroupNorm(1, 3), torch.nn.GroupNorm(1, 3)), (LayerNorm(3), torch.nn.LayerNorm(3))):
+        assert ours.eps == theirs.eps == 1e-5
+        assert sorted(ours.params) == sorted(n for n, _ in theirs.named_parameters()), type(ours).__name__
+        for name, value in {**ours.params, **ours.buffers}.items():
+            assert value.dtype == (np.int64 if name == "num_batches_tracked" else np.float32), (type(ours), name)
+    assert BatchNorm2d(3).momentum == InstanceNorm2d(3).momentum == 0.1
+    wide = BatchNorm2d(3, dtype=np.float64)
+    assert {v.dtype for v in [*wide.params.values(), wide.buffers["running_mean"], wide.buffers["running_var"]]} \
+        == {np.dtype(np.float64)}
+    x = np.ones((2, 3, 2, 2))
+    with pytest.raises(ValueError, match=r"^BatchNorm2d expects input \(N, C, H, W\), got shape \(2, 3, 2\)$"):
+        BatchNorm2d(3).forward(x[..., 0])
+    with pytest.raises(ValueError, match=r"^BatchNorm2d\(3\) got input with 2 channels \(shape \(2, 2, 2, 2\)\)$"):
+        BatchNorm2d(3).forward(x[:, :2])
+    with pytest.raises(ValueError, match=r"^BatchNorm2d: expected more than 1 value per channel when training, "
+                                         r"got input shape \(1, 3, 1, 1\)$"):
+        BatchNorm2d(3).forward(np.ones((1, 3, 1, 1)))
+    with pytest.raises(ValueError, match=r"^InstanceNorm2d: expected more than 1 spatial element when training, "
+                                         r"got input shape \(2, 3, 1, 1\)$"):
+        InstanceNorm2d(3).forward(np.ones((2, 3, 1, 1)))
+    with pytest.raises(ValueError, match=r"^GroupNorm: expected more than 1 value per group, got input shape "
+                                         r"\(1, 3, 1, 1\)$"):
+        GroupNorm(3, 3).forward(np.ones((1, 3, 1, 1)))
+    with pytest.raises(ValueError, match=r"^num_channels 6 must be divisible by num_groups 4$"):
+        GroupNorm(4, 6)
+    with pytest.raises(ValueError, match=r"^LayerNorm\(3, 2\) expects input \(\*, 3, 2\), got shape \(2, 2, 3\)$"):
+        LayerNorm((3, 2)).forward(np.ones((2, 2, 3)))

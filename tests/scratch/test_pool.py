@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,44 @@ def test_bad_pooling_arguments_are_refused():
         MaxPool2d(2, padding=2).forward(np.zeros((1, 1, 4, 4)))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         AvgPool2d(2).forward(np.zeros((4, 4)))
+
+
+def test_functional_pools_default_like_torch_and_name_bad_arguments():
+    from kplab.scratch.pool import avg_pool2d, avg_pool2d_forward, max_pool2d, max_pool2d_forward
+
+    x = np.random.default_rng(2).normal(size=(2, 3, 7, 6))
+    t = torch.from_numpy(x)
+    # stride defaults to the kernel, no padding, no dilation, floor mode, padding counted
+    np.testing.assert_allclose(max_pool2d(x, 2), F.max_pool2d(t, 2).numpy())
+    np.testing.assert_allclose(max_pool2d_forward(x, 2)[0], F.max_pool2d(t, 2).numpy())
+    y, idx = max_pool2d(x, 3, 2, 1, return_indices=True)
+    ty, tidx = F.max_pool2d(t, 3, 2, 1, return_indices=True)
+    np.testing.assert_allclose(y, ty.numpy())
+    assert np.array_equal(idx, tidx.numpy())
+    np.testing.assert_allclose(avg_pool2d(x, 2), F.avg_pool2d(t, 2).numpy())
+    np.testing.assert_allclose(avg_pool2d_forward(x, 3, 2, 1)[0], F.avg_pool2d(t, 3, 2, 1).numpy())
+    for field in ("kernel_size", "stride", "padding", "dilation"):
+        args = {"kernel_size": 2, field: (1, 2, 3)}
+        with pytest.raises(ValueError, match=rf"^{field} must be an int or a pair of ints, got \(1, 2, 3\)$"):
+            max_pool2d(x, **args)
+    with pytest.raises(ValueError, match=r"^kernel_size, stride and dilation must be >= 1, got \(2, 2\), \(0, 0\), "
+                                         r"\(1, 1\)$"):
+        max_pool2d(x, 2, stride=0)
+    with pytest.raises(ValueError, match=r"^pad should be at most half of kernel size, got padding=\(2, 2\), "
+                                         r"kernel_size=\(3, 3\)$"):
+        avg_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match=r"^avg_pool2d expects input \(N, C, H, W\), got shape \(3, 7, 6\)$"):
+        avg_pool2d(x[0], 2)
+    with pytest.raises(ValueError, match=r"^max_pool2d expects input \(N, C, H, W\), got shape \(3, 7, 6\)$"):
+        max_pool2d(x[0], 2)
+    with pytest.raises(ValueError, match="^divisor_override must be non-zero$"):
+        avg_pool2d(x, 2, divisor_override=0)
+
+
+def test_pool_layers_default_like_torch():
+    x = np.random.default_rng(3).normal(size=(1, 2, 9, 8))
+    t = torch.from_numpy(x)
+    np.testing.assert_allclose(MaxPool2d(3).forward(x), torch.nn.MaxPool2d(3)(t).numpy())
+    np.testing.assert_allclose(AvgPool2d(3).forward(x), torch.nn.AvgPool2d(3)(t).numpy())
+    y, idx = MaxPool2d(2, return_indices=True).forward(x)
+    assert np.array_equal(idx, torch.nn.MaxPool2d(2, return_indices=True)(t)[1].numpy())
