@@ -16,7 +16,7 @@ from torch import nn
 
 from kplab.cli import main
 from kplab.faces.training.data import write_npz
-from kplab.faces.training.evaluate import evaluate, evaluation_report, predict
+from kplab.faces.training.evaluate import evaluate, evaluation_report, predict, to_tensors
 from kplab.faces.training.layout import KAGGLE15, PIXEL_CENTRE
 from kplab.faces.training.model import load_model
 from kplab.faces.inference.predict import resolve_model
@@ -261,14 +261,15 @@ def test_the_report_leaves_missing_points_out_of_every_number(tmp_path):
     keypoints[0, 10] = np.nan  # face 0 has no nose tip
     faces = dataclasses.replace(faces, keypoints=keypoints)
     # FixedPoints has buffers but no parameters, like an ONNX Runtime model: the report must cope
-    metrics, text = evaluation_report(FixedPoints(P), faces, tmp_path)
+    out = tmp_path / "eval" / "synthetic"  # made with its parents
+    metrics, text = evaluation_report(FixedPoints(P), faces, out)
     target = (keypoints - 48) / 48
     dist_px = np.linalg.norm(P[None] - target, axis=-1) * 48  # (4, 15), NaN where missing
     present = ~np.isnan(dist_px)
     per_image_mse = np.nanmean(((P[None] - target) ** 2).reshape(4, 30), axis=1)  # the I2DL loss, per image
     assert metrics["rmse_px"] == pytest.approx(48 * np.sqrt(per_image_mse.mean()), rel=1e-5)
     assert metrics["regions"]["all"]["mean_px"] == pytest.approx(dist_px[present].mean(), rel=1e-5)
-    with open(tmp_path / "keypoints.csv") as f:
+    with open(out / "keypoints.csv") as f:
         nose = next(row for row in csv.DictReader(f) if row["name"] == "nose_tip")
     assert int(nose["n"]) == 3 and float(nose["mean_px"]) == pytest.approx(np.nanmean(dist_px[:, 10]), rel=1e-5)
     # the text: a header line, then three tables (metrics without the nested ones, regions, keypoints)
@@ -280,4 +281,10 @@ def test_the_report_leaves_missing_points_out_of_every_number(tmp_path):
     assert "score" in names and "rmse_px" in names and "regions" not in names and "layout" not in names
     assert regions.splitlines()[0].split() == ["region", "points", "mean_px", "nme_io"]
     assert points.splitlines()[0].split() == ["name", "n", "mean_px", "median_px", "rmse_px", "nme_io"]
-    assert footer == f"figures and tables in {tmp_path}"
+    assert footer == f"figures and tables in {out}"
+    values = dict(line.split() for line in summary.splitlines()[2:])
+    assert float(values["rmse_px"]) == pytest.approx(metrics["rmse_px"], rel=1e-3)
+    # evaluate scores the plain prediction unless asked for TTA
+    images, points, mask = to_tensors(faces)
+    assert torch.equal(evaluate(FixedPoints(P), images, points, mask, KAGGLE15)[0],
+                       predict(FixedPoints(P), images, KAGGLE15))
