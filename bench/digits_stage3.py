@@ -35,6 +35,7 @@ VARIANTS = {
     "beyond-60": ["teach.epochs=60"],
     "elastic-60": ["augment.elastic_alpha=34", "teach.epochs=60"],
     "elastic-pseudo-60": ["augment.elastic_alpha=34", "teach.epochs=60", "teach.pseudo_weight=1.0"],
+    "cosine-60": LONG,
     "elastic-cosine-60": ["augment.elastic_alpha=34", *LONG],
     "elastic-cosine-pseudo-60": ["augment.elastic_alpha=34", *LONG, "teach.pseudo_weight=1.0"],
 }

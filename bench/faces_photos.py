@@ -55,6 +55,22 @@ def perturbed_boxes(box: np.ndarray, draws: int, rng: np.random.Generator) -> np
     return np.concatenate([centre - half, centre + half], 1)
 
 
+def drawn_boxes(detected: dict, draws: int) -> dict[str, np.ndarray]:
+    """`draws` perturbed boxes around each found face's detector box, from one generator seeded 0,
+    photo by photo in order (the same boxes for every framing and every caller)."""
+    rng = np.random.default_rng(0)
+    return {name: perturbed_boxes(face.box, draws, rng) for name, face in detected.items() if face is not None}
+
+
+def predict_drawn(predictor: Predictor, photos: dict, boxes: dict, truth: dict) -> tuple[list, list]:
+    """The predictor's face for every drawn box, beside the photo's true points."""
+    faces, truths = [], []
+    for name, drawn in boxes.items():
+        faces += predictor.predict_boxes(photos[name], drawn, order="bgr")
+        truths += [truth[name]] * len(drawn)
+    return faces, truths
+
+
 def row(label: str, faces: list, truths: list, layout: Layout, seconds: float, total: int) -> dict:
     found = [(f, t) for f, t in zip(faces, truths) if f is not None]
     nme = 100 * per_image_nme(np.array([f.keypoints for f, _ in found]), np.array([t for _, t in found]),
@@ -72,17 +88,12 @@ def photo_scores(model: str, folder: Path, draws: int = 10, threads: int | None 
     layout = predictor.layout
     truth = truth_table(folder, layout)
     photos = {name: read_image(folder / name) for name in truth}
-    faces = [matched(r, truth[n]) for n, r in zip(photos, predictor.predict_images(list(photos.values())))]
-    found = [(f, truth[n]) for f, n in zip(faces, photos) if f is not None]
+    faces = {n: matched(r, truth[n]) for n, r in zip(photos, predictor.predict_images(list(photos.values())))}
+    found = [(f, truth[n]) for n, f in faces.items() if f is not None]
     detected = 100 * per_image_nme(np.array([f.keypoints for f, _ in found]), np.array([t for _, t in found]),
                                    layout, "io")
-    rng = np.random.default_rng(0)
-    errors = []
-    for (face, points), name in zip(found, [n for f, n in zip(faces, photos) if f is not None]):
-        moved = predictor.predict_boxes(photos[name], perturbed_boxes(face.box, draws, rng), order="bgr")
-        errors += list(100 * per_image_nme(np.array([f.keypoints for f in moved]), np.array([points] * len(moved)),
-                                           layout, "io"))
-    errors = np.array(errors)
+    moved, truths = predict_drawn(predictor, photos, drawn_boxes(faces, draws), truth)
+    errors = 100 * per_image_nme(np.array([f.keypoints for f in moved]), np.array(truths), layout, "io")
     return {"found": len(found), "photos": len(truth), "nme_io": float(detected.mean()),
             "perturbed_mean": float(errors.mean()), "perturbed_max": float(errors.max()),
             "perturbed_fr10": float(100 * np.mean(errors > 10))}
@@ -115,15 +126,11 @@ def main():
     print("worst photos (3 passes, 9 starts): " + ", ".join(f"{n} {v:.1f}%" for v, n in worst))
     print(f"mean signed error (x, y) over all points: ({bias[0]:+.2f}, {bias[1]:+.2f}) px\n")
 
-    rng = np.random.default_rng(0)
-    boxes = {n: perturbed_boxes(f.box, args.draws, rng) for n, f in detected.items() if f is not None}
+    boxes = drawn_boxes(detected, args.draws)
     for passes, starts in ((2, 1), (3, 1), (3, 9)):
         predictor = Predictor(args.model, passes=passes, starts=starts)
         start = time.perf_counter()
-        faces, truths = [], []
-        for name, drawn in boxes.items():
-            faces += predictor.predict_boxes(photos[name], drawn, order="bgr")
-            truths += [truth[name]] * len(drawn)
+        faces, truths = predict_drawn(predictor, photos, boxes, truth)
         row(f"perturbed boxes, {passes} passes, {starts} starts", faces, truths, layout,
             time.perf_counter() - start, len(truths))
 
