@@ -33,7 +33,7 @@ MODULES = {
     "layout": ("src/kplab/faces/training/layout.py", ["tests/faces/test_layout.py", "tests/faces/test_augment.py",
                                               "tests/faces/test_metrics.py"]),
     "checkpoint": ("src/kplab/checkpoint.py", ["tests/test_checkpoint.py", "tests/faces/test_train.py"]),
-    "metrics": ("src/kplab/faces/training/metrics.py", ["tests/faces/test_metrics.py"]),
+    "metrics": ("src/kplab/faces/training/metrics.py", ["tests/faces/test_metrics.py", "tests/faces/test_layout.py"]),
     "geometry": ("src/kplab/geometry.py", ["tests/test_geometry.py", "tests/faces/test_augment.py"]),
     "evaluate": ("src/kplab/faces/training/evaluate.py", ["tests/faces/test_evaluate.py"]),
     "mean_teacher": ("src/kplab/digits/mean_teacher.py", ["tests/digits/test_mean_teacher.py",

@@ -15,7 +15,7 @@ import pytest
 
 from kplab.errors import KplabError
 from kplab.faces.training import layout as layout_module
-from kplab.faces.training.layout import (IBUG68, KAGGLE15, LAYOUTS, Layout, convert_points, get_layout, layout_for_count,
+from kplab.faces.training.layout import (IBUG68, KAGGLE15, LAYOUTS, Contour, Layout, convert_points, get_layout, layout_for_count,
                                 layout_for_names)
 from kplab.faces.training.metrics import keypoint_metrics, per_image_nme, per_region_table
 
@@ -232,3 +232,173 @@ def test_faces15_points_are_derived_from_its_68_source_points(shared_data):
     data = np.load(shared_data / "faces" / "faces15.npz")
     derived = convert_points(data["keypoints68"], IBUG68, KAGGLE15)
     np.testing.assert_allclose(derived, data["keypoints"], atol=1e-4)
+
+
+# ---- plain data, conversion and lookup, on small hand-built layouts ----------------------------------
+
+FOUR = Layout("four", ("l_eye", "r_eye", "nose", "chin"), ((0, 1),),
+              regions={"eyes": (0, 1), "middle": (2, 3)},
+              contours=(Contour((0, 1, 2), closed=True), Contour((2, 3))),
+              references={"io": ((0,), (1,)), "ip": ((0, 2), (1, 3))},
+              derive={"two": ((0, 1), (2, 3)), "eyes2": ((0,), (1,))},
+              template=((60.0, 40.0), (36.0, 40.0), (48.0, 55.0), (48.0, 80.0)),
+              description="a test face")
+
+
+def test_a_full_layout_writes_every_field_and_reads_it_back():
+    d = FOUR.to_dict()
+    assert d == {"name": "four", "names": ["l_eye", "r_eye", "nose", "chin"], "flip_pairs": [[0, 1]],
+                 "description": "a test face",
+                 "regions": {"eyes": [0, 1], "middle": [2, 3]},
+                 "contours": [{"points": [0, 1, 2], "closed": True}, {"points": [2, 3]}],
+                 "references": {"io": [[0], [1]], "ip": [[0, 2], [1, 3]]},
+                 "derive": {"two": [[0, 1], [2, 3]], "eyes2": [[0], [1]]},
+                 "template": [[60.0, 40.0], [36.0, 40.0], [48.0, 55.0], [48.0, 80.0]]}
+    again = Layout.from_dict(json.loads(json.dumps(d)))
+    assert again == FOUR and again is not FOUR
+    assert (again.regions, again.references, again.derive) == (FOUR.regions, FOUR.references, FOUR.derive)
+    assert again.contours == FOUR.contours and again.description == "a test face"
+    assert again.template == FOUR.template and type(again.template[0][0]) is float
+    assert all(type(g) is tuple for g in again.regions.values())
+    assert all(type(g) is tuple for pair in again.references.values() for g in pair)
+    assert all(type(g) is tuple for rows in again.derive.values() for g in rows)
+    # an integer template is read as floats; a layout without extras gets the defaults
+    d["template"] = [[60, 40], [36, 40], [48, 55], [48, 80]]
+    assert Layout.from_dict(d).template == FOUR.template
+    bare = Layout.from_dict({"name": "b", "names": ["x"], "flip_pairs": []})
+    assert (bare.regions, bare.contours, bare.references, bare.derive, bare.template, bare.description) == \
+           ({}, (), {}, {}, None, "")
+
+
+@pytest.mark.parametrize("d", [{"names": ["a"], "flip_pairs": []}, {"name": "x", "flip_pairs": []},
+                               {"name": "x", "names": ["a"]}, {"name": "x", "names": ["a"], "flip_pairs": [["z"]]},
+                               {"name": "x", "names": 3, "flip_pairs": []}])
+def test_a_layout_dict_without_its_three_fields_is_refused_by_name(d):
+    with pytest.raises(KplabError, match=r"^a layout needs name, names and flip_pairs \(.+\)$"):
+        Layout.from_dict(d)
+
+
+def test_only_a_registered_name_with_its_own_points_and_pairs_gets_the_registered_layout():
+    names, pairs = list(KAGGLE15.names), [list(reversed(p)) for p in KAGGLE15.flip_pairs]
+    assert Layout.from_dict({"name": "kaggle15", "names": names, "flip_pairs": pairs}) is KAGGLE15  # pair order free
+    fewer = Layout.from_dict({"name": "kaggle15", "names": names, "flip_pairs": pairs[1:]})
+    assert fewer is not KAGGLE15 and len(fewer.flip_pairs) == len(KAGGLE15.flip_pairs) - 1 and fewer.regions == {}
+    renamed = Layout.from_dict({"name": "kaggle15", "names": names[::-1], "flip_pairs": []})
+    assert renamed is not KAGGLE15 and renamed.names == tuple(names[::-1])
+    for name in LAYOUTS:  # the registry is what the packaged files hold
+        assert layout_module._load_registered(name) is LAYOUTS[name] or \
+               layout_module._load_registered(name).to_dict() == LAYOUTS[name].to_dict()
+    assert layout_module._load_registered("ibug68").to_dict() == IBUG68.to_dict()
+    assert layout_module._load_registered("kaggle15").names == KAGGLE15.names
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"regions": {"r": (0, 4)}}, "a region, contour, reference or derivation names an index outside 0..3, or is empty"),
+    ({"regions": {"r": ()}}, "a region, contour, reference or derivation names an index outside 0..3, or is empty"),
+    ({"contours": (Contour((-1, 0)),)}, "a region, contour, reference or derivation names an index outside 0..3"),
+    ({"derive": {"x": ((0,), (4,))}}, "a region, contour, reference or derivation names an index outside 0..3"),
+    ({"references": {"io": ((0,), (5,))}}, "a region, contour, reference or derivation names an index outside 0..3"),
+    ({"references": {"io": ((0,), (1,), (2,))}}, "each reference is a \\(left, right\\) pair of index groups"),
+    ({"references": {"io": ((0,),)}}, "each reference is a \\(left, right\\) pair of index groups"),
+    ({"template": ((0.0, 0.0),) * 3}, "template must hold 4 \\(x, y\\) points"),
+    ({"template": ((0.0, 0.0),) * 3 + ((0.0, 0.0, 0.0),)}, "template must hold 4 \\(x, y\\) points"),
+    ({"template": ((0.0, 0.0),) * 4 + ((0.0,),)}, "template must hold 4 \\(x, y\\) points"),
+])
+def test_bad_groups_references_and_templates_are_refused_by_name(kw, message):
+    with pytest.raises(ValueError, match=f"^layout bad: {message}"):
+        Layout("bad", ("a", "b", "c", "d"), (), **kw)
+    Layout("good", ("a", "b", "c", "d"), (), references={"io": ((0,), (3,))}, template=((0.0, 1.0),) * 4)
+
+
+def test_reference_points_average_each_side_on_any_leading_shape():
+    points = np.array([[[2.0, 0.0], [-2.0, 0.0], [4.0, 2.0], [-6.0, 2.0]]])  # (1, 4, 2)
+    np.testing.assert_array_equal(FOUR.reference_points(points, "io"), [[[2.0, 0.0], [-2.0, 0.0]]])
+    np.testing.assert_array_equal(FOUR.reference_points(points, "ip"), [[[3.0, 1.0], [-4.0, 1.0]]])
+    np.testing.assert_array_equal(FOUR.reference_points(points[0].tolist(), "ip"), [[3.0, 1.0], [-4.0, 1.0]])
+    stack = np.stack([points[0], 2 * points[0]])[None]  # (1, 2, 4, 2)
+    assert FOUR.reference_points(stack, "io").shape == (1, 2, 2, 2)
+    np.testing.assert_array_equal(FOUR.reference_points(stack, "io")[0, 1], [[4.0, 0.0], [-4.0, 0.0]])
+    assert FOUR.reference_points(points, "nope") is None
+    assert Layout("plain", ("a", "b"), ()).reference_points(points[:, :2], "io") is None
+
+
+def test_converter_weights_identity_and_what_a_layout_cannot_give():
+    np.testing.assert_array_equal(FOUR.converter(get_layout_like(FOUR)), np.eye(4))
+    two = Layout("two", ("eyes", "lower"), ())
+    np.testing.assert_array_equal(FOUR.converter(two), [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]])
+    with pytest.raises(KplabError, match=r"^layout four cannot give three points \(it gives: four, two, eyes2\)$"):
+        FOUR.converter(Layout("three", ("a", "b", "c"), ()))
+    with pytest.raises(KplabError, match=r"^layout eyes2 cannot give two points \(it gives: eyes2\)$"):
+        Layout("eyes2", ("a", "b"), ()).converter(Layout("two", ("a", "c"), ()))
+    with pytest.raises(KplabError, match=r"^layout  cannot give t points \(it gives: none\)$"):  # a nameless layout
+        Layout("", ("a",), ()).converter(Layout("t", ("b",), ()))
+    with pytest.raises(KplabError, match=r"^layout four cannot give eyes2 points"):  # a derivation of 2, asked for 3
+        FOUR.converter(Layout("eyes2", ("a", "b", "c"), ()))
+
+
+def get_layout_like(layout):
+    """Another layout object with the same point names under another name."""
+    return Layout("copy", layout.names, ())
+
+
+def test_convert_points_averages_groups_and_leaves_a_point_missing_when_a_source_is():
+    two = Layout("two", ("eyes", "lower"), ())
+    points = np.array([[[2.0, 0.0], [-2.0, 4.0], [0.0, 1.0], [0.0, 3.0]],
+                       [[1.0, 1.0], [np.nan, np.nan], [0.0, 2.0], [2.0, 2.0]]])
+    out = convert_points(points, FOUR, two)
+    assert out.dtype == np.float64 and out.shape == (2, 2, 2)
+    np.testing.assert_array_equal(out[0], [[0.0, 2.0], [0.0, 2.0]])
+    assert np.isnan(out[1, 0]).all()
+    np.testing.assert_array_equal(out[1, 1], [1.0, 2.0])
+    # a JSON-style nested list with null for a missing point, and float32 input
+    listed = [[[2, 0], [None, None], [0, 1], [0, 3]]]
+    got = convert_points(listed, FOUR, two)
+    assert np.isnan(got[0, 0]).all() and got[0, 1].tolist() == [0.0, 2.0]
+    np.testing.assert_array_equal(convert_points(points[:1].astype(np.float32), FOUR, two), out[:1])
+    np.testing.assert_array_equal(convert_points(points[0], FOUR, FOUR), points[0])  # no leading axis, identity
+
+
+def test_stacked_layout_appends_prefixed_names_and_shifted_pairs():
+    small = Layout("small", ("l", "r", "c"), ((0, 1),))
+    both = layout_module.stacked(small, FOUR)
+    assert both.name == "small+four"
+    assert both.names == ("l", "r", "c", "dense:l_eye", "dense:r_eye", "dense:nose", "dense:chin")
+    assert both.flip_pairs == ((0, 1), (3, 4))
+    np.testing.assert_array_equal(both.flip_permutation, [1, 0, 2, 4, 3, 5, 6])
+    assert layout_module.stacked(FOUR, small, prefix="x.").names[4:] == ("x.l", "x.r", "x.c")
+    assert layout_module.stacked(FOUR, small, prefix="x.").flip_pairs == ((0, 1), (4, 5))
+
+
+def test_lookup_errors_name_what_is_known(tmp_path):
+    with pytest.raises(KplabError, match=r"^crops: its 2 keypoint names match no known layout \(kaggle15, ibug68\); "
+                                         r"pass --layout$"):
+        layout_for_names(["a", "b"], where="crops")
+    assert layout_for_names(KAGGLE15.names) is KAGGLE15
+    assert layout_for_count(68) is IBUG68
+    with pytest.raises(KplabError, match=r"^x.pts: 5 points per face match no known layout "
+                                         r"\(kaggle15: 15, ibug68: 68\); pass --layout$"):
+        layout_for_count(5, where="x.pts")
+    with pytest.raises(KplabError, match=r"^data: 5 points per face"):
+        layout_for_count(5)
+    with pytest.raises(KplabError, match=r"^data: its 1 keypoint names"):
+        layout_for_names(["a"])
+    with pytest.raises(KplabError, match=r"^unknown layout 'nope': use one of kaggle15, ibug68 or a layout \.json file$"):
+        get_layout("nope")
+    missing = tmp_path / "missing.json"
+    with pytest.raises(KplabError, match=r"^unknown layout '.*missing\.json'"):
+        get_layout(missing)
+    text = tmp_path / "four.txt"
+    text.write_text(json.dumps(FOUR.to_dict()))
+    with pytest.raises(KplabError, match=r"^unknown layout"):
+        get_layout(text)  # a layout file must end in .json
+    upper = tmp_path / "four.JSON"
+    upper.write_text(json.dumps(FOUR.to_dict()))
+    assert get_layout(upper) == FOUR and get_layout(str(upper)).regions == FOUR.regions
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(KplabError, match=r"broken\.json: not a layout file \(.+\)$"):
+        get_layout(broken)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "bad", "names": ["a", "a"], "flip_pairs": []}))
+    with pytest.raises(KplabError, match=r"bad\.json: not a layout file \(layout bad: keypoint names repeat\)$"):
+        get_layout(bad)

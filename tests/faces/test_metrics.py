@@ -1,6 +1,7 @@
 """Metrics against independent references: the I2DL per-image loop, hand-computed NMEs, analytic AUC/FR."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from kplab.faces.training.layout import KAGGLE15, Layout, normalise
 from kplab.faces.training.metrics import (ced_auc, ced_curve, failure_rate, format_table, keypoint_metrics,
-                                 per_image_nme, per_keypoint_table)
+                                 per_image_nme, per_keypoint_table, per_region_table)
 
 L15 = KAGGLE15
 OUTER = (L15.index("left_eye_outer_corner"), L15.index("right_eye_outer_corner"))
@@ -416,8 +417,10 @@ def test_masks_of_every_kind_are_read_as_booleans():
     as_bool[0, 10] = False  # ... that the mask hides
     expected = keypoint_metrics(pred, target, L15, mask=as_bool)
     for mask in (as_bool.astype(float), as_bool.astype(np.int64), torch.from_numpy(as_bool),
-                 torch.from_numpy(as_bool.astype(np.float32)), as_bool.tolist()):
+                 torch.from_numpy(as_bool.astype(np.float32)), as_bool.tolist(),
+                 2 * as_bool.astype(np.int64), 2 * torch.from_numpy(as_bool.astype(np.uint8))):  # 2 is True, not 2 points
         assert keypoint_metrics(pred, target, L15, mask=mask) == expected
+        assert [r["n"] for r in per_keypoint_table(pred, target, L15, mask=mask)] == [2] * 10 + [1] + [2] * 4
 
 
 def test_bad_input_messages_name_the_culprit():
@@ -443,3 +446,65 @@ def test_mismatched_counts_and_a_point_present_in_one_image_only():
     mask[1, 10] = False  # nose tip present in image 0 only: its median is that one error
     rows = per_keypoint_table(pred, target, L15, mask=mask)
     assert rows[10]["n"] == 1 and rows[10]["median_px"] == pytest.approx(0.1 * 48)
+
+
+# ---- per-region table -------------------------------------------------------------------------------
+
+# Five points: 0 and 1 are the outer eye corners (the "io" reference), 4 is never present.
+REGIONS5 = Layout("five", ("a", "b", "c", "d", "e"), ((0, 1),),
+                  regions={"eyes": (0, 1), "rest": (2, 3), "gone": (4,)}, references={"io": ((0,), (1,))})
+
+
+def region_case():
+    """Three images; each present point is off by a hand-set distance along x. Image 0's reference
+    distance is 1, image 1's is 2, image 2 lacks point 0 so its reference is undefined. Missing points
+    have NaN targets and predictions 9 units away, which must not leak into any number."""
+    target = np.zeros((3, 5, 2))
+    target[:, :4] = [[0.5, 0], [-0.5, 0], [0, 0.3], [0, -0.3]]
+    target[1, :2] = [[1, 0], [-1, 0]]
+    mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0], [0, 1, 1, 1, 0]], bool)
+    off = np.array([[0, 0.2, 0.1, 0.3, 0], [0.8, 0, 0.6, 0, 0], [0, 0.5, 0.6, 0.1, 0]])
+    pred = target.copy()
+    pred[..., 0] += np.where(mask, off, 9.0)
+    target[~mask] = np.nan
+    return pred, target, mask
+
+
+def test_per_region_table_hand_example_with_mask():
+    """eyes: errors 0.2 | 0.8 | 0.5 over 2 | 2 | 1 points -> mean_px 48 * 1.5 / 5, nme (0.2/2/1 + 0.8/2/2) / 2.
+    rest: 0.4 | 0.6 | 0.7 over 2 | 1 | 2 -> 48 * 1.7 / 5, nme (0.4/2/1 + 0.6/1/2) / 2 (image 2 has no
+    reference). all: 0.6 | 1.4 | 1.2 over 4 | 3 | 3 -> 48 * 3.2 / 10, nme (0.6/4/1 + 1.4/3/2) / 2.
+    gone: no present point anywhere -> NaN for both, quietly."""
+    pred, target, mask = region_case()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = per_region_table(pred, target, REGIONS5, mask=mask.tolist())
+    assert [(r["region"], r["points"]) for r in rows] == [("eyes", 2), ("rest", 2), ("gone", 1), ("all", 5)]
+    assert [sorted(r) for r in rows] == [["mean_px", "nme_io", "points", "region"]] * 4
+    eyes, rest, gone, every = rows
+    np.testing.assert_allclose([eyes["mean_px"], eyes["nme_io"]], [48 * 1.5 / 5, 0.15])
+    np.testing.assert_allclose([rest["mean_px"], rest["nme_io"]], [48 * 1.7 / 5, 0.25])
+    np.testing.assert_allclose([every["mean_px"], every["nme_io"]], [48 * 3.2 / 10, (0.15 + 1.4 / 6) / 2])
+    assert math.isnan(gone["mean_px"]) and math.isnan(gone["nme_io"])
+    assert all(type(v) is float for r in rows for v in (r["mean_px"], r["nme_io"]))
+    # the same through torch tensors, and per_image_nme agrees with the "all" row image by image
+    again = per_region_table(torch.from_numpy(pred), torch.from_numpy(target), REGIONS5, mask=torch.from_numpy(mask))
+    assert [(r["region"], r["points"]) for r in again] == [(r["region"], r["points"]) for r in rows]
+    np.testing.assert_array_equal([[r["mean_px"], r["nme_io"]] for r in again],
+                                  [[r["mean_px"], r["nme_io"]] for r in rows])
+    np.testing.assert_allclose(np.nanmean(per_image_nme(pred, target, REGIONS5, mask=mask)), every["nme_io"])
+
+
+def test_per_region_table_without_regions_or_references():
+    """A layout with neither regions nor NME references: one "all" row, its nme_io NaN, no warning."""
+    plain = Layout("plain", ("p", "q"), ())
+    target = np.array([[[0.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]])
+    pred = target + [[[0.3, 0.4], [0.0, 0.0]], [[0.0, 0.0], [0.0, 0.1]]]  # errors 0.5, 0, 0, 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rows = per_region_table(pred, target, plain)
+    assert len(rows) == 1 and rows[0]["region"] == "all" and rows[0]["points"] == 2
+    np.testing.assert_allclose(rows[0]["mean_px"], 48 * 0.6 / 4)
+    assert math.isnan(rows[0]["nme_io"])
+    with pytest.raises(ValueError, match=r"^pred must have shape \(N, 2, 2\) for layout plain"):
+        per_region_table(pred[:, :1], target, plain)
