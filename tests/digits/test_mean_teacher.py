@@ -9,7 +9,9 @@ are computed here independently.
 """
 
 import copy
+import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -110,7 +112,7 @@ def beyond_setup():
     some rows of a briefly trained teacher pass and some do not."""
     parts, cfg, student = tiny_setup()
     cfg.augment.elastic_alpha = 34.0
-    cfg.teach.pseudo_weight, cfg.teach.pseudo_threshold = 2.0, 0.95
+    cfg.teach.pseudo_weight, cfg.teach.pseudo_threshold = 0.5, 0.95
     return parts, cfg, student
 
 
@@ -156,3 +158,40 @@ def test_on_epoch_sees_each_epoch_and_leaves_the_run_unchanged():
         finals.append(flat(teacher))
     assert [e for e, _, _ in seen] == [1.0, 2.0, 3.0] and not any(training for _, training, _ in seen)
     assert torch.equal(finals[0], finals[1])
+
+
+def test_history_is_the_per_epoch_mean_of_constant_losses_over_a_fractional_last_epoch():
+    # Blank images stay blank under every augmentation and one class makes mixup a no-op, so with a frozen
+    # dropout-free student (lr 0) each step's supervised loss is the same number c and the consistency is 0
+    # (the teacher is the student's copy). 1.5 epochs of 4 steps: two history rows, the second over 2 steps.
+    from kplab.digits.mean_teacher import consistency_weight
+
+    parts, cfg, _ = tiny_setup()
+    blank = torch.zeros_like(parts.x_unlabeled)
+    parts = Parts(**{**parts.__dict__, "x_train": torch.zeros_like(parts.x_train), "y_train": torch.full((20,), 3),
+                     "x_unlabeled": blank})
+    cfg.model = ModelConfig(encoder_dims=(32, 16), head_dims=(16,), encoder_dropout=0.0, head_dropout=0.0)
+    cfg.teach = TeachConfig(lr=0.0, epochs=1.5, unlabeled_batch=N_U // 4, consistency=W_MAX, rampup_epochs=3.0,
+                            schedule="cosine")
+    torch.manual_seed(1)
+    student = Classifier(cfg.model)
+    with torch.no_grad():
+        c = F.cross_entropy(student.eval()(parts.x_train[:1]), torch.tensor([3]),
+                            label_smoothing=cfg.supervised.label_smoothing).item()
+    seen = []
+    teacher, history = teach(student, parts, cfg, torch.Generator().manual_seed(2),
+                             on_epoch=lambda epoch, t, s: seen.append((epoch, s)))
+    assert history["sup_loss"] == pytest.approx([c, c], rel=1e-6) and c > 0.5
+    assert history["cons_loss"] == [0.0, 0.0]
+    # w is taken at the start of each epoch's last step: steps 3 and 5 of 4 per epoch
+    assert history["weight"] == pytest.approx([consistency_weight(3 / 4, W_MAX, 3.0),
+                                               consistency_weight(5 / 4, W_MAX, 3.0)], rel=1e-12)
+    assert [e for e, _ in seen] == [1.0, 1.5] and all(s is student for _, s in seen)
+    torch.testing.assert_close(flat(teacher), flat(student), rtol=0, atol=0)
+
+
+def test_consistency_weight_ramps_over_short_rampups_too():
+    from kplab.digits.mean_teacher import consistency_weight
+
+    assert consistency_weight(0.25, 10.0, 0.5) == pytest.approx(10.0 * math.exp(-5 * 0.25))
+    assert consistency_weight(0.0, 10.0, 0.0) == 10.0
