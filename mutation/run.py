@@ -96,7 +96,7 @@ def run_module(name: str) -> float:
     ws = prepare(name)
     start = time.perf_counter()
     # One torch/OpenMP thread per test process: mutmut runs one worker per core, and two threads each
-    # on a shared 2-core machine spin-wait for each other (tiny convolutions ran 100 x slower).
+    # on a shared 2-core machine spin-wait for each other (README "Mutation testing" has the measurement).
     # KPLAB_MUTATION: tests/conftest.py preloads what the tests import lazily, once for all forks.
     env = {**os.environ, "KPLAB_TEST_THREADS": "1", "OMP_NUM_THREADS": "1", "KPLAB_MUTATION": "1"}
     subprocess.run(["nice", "-n", "19", sys.executable, "-m", "mutmut", "run"], cwd=ws, check=False, env=env)

@@ -13,8 +13,8 @@ settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase
 
 pytest_plugins = ["pytester"]  # tests/test_conftest.py runs this file's hooks in a scratch session
 
-# KPLAB_TEST_THREADS: `make mutate` runs one thread per mutmut worker; two threads per worker on a 2-core
-# machine that is busy spin-wait each other (a tiny conv took 20 ms instead of 0.1 ms).
+# KPLAB_TEST_THREADS: `make mutate` runs one thread per mutmut worker; two threads per worker on a busy
+# 2-core machine spin-wait for each other (README "Mutation testing" has the measurement).
 torch.set_num_threads(int(os.environ.get("KPLAB_TEST_THREADS", 0)) or min(2, os.cpu_count() or 1))
 if os.environ.get("KPLAB_MUTATION"):
     # `make mutate` forks each mutant's test run from one warm process: import there, once, what the

@@ -94,7 +94,7 @@ def elastic_offsets(n: int, height: int, width: int, alpha: float, sigma: float,
 def warp_elastic(images: torch.Tensor, A: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Output pixel p reads the input at A^{-1}(p) + offsets(p) (pixels); bilinear, zeros outside.
     images (N, C, H, W), A (N, 2, 3), offsets (N, H, W, 2)."""
-    n, _, h, w = images.shape
+    h, w = images.shape[-2:]
     half = torch.tensor([w / 2.0, h / 2.0], dtype=images.dtype, device=images.device)
     grid = sampling_grid(A.to(images.device), h, w, images.dtype) + offsets.to(images) / half  # normalised units
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
