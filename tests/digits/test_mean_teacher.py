@@ -43,7 +43,8 @@ def tiny_setup():
 
 def reference_step(student, parts, cfg, gen_seed, dropout_seed, consistency=True):
     """(student, teacher) after one step, computed from the formula (plus the pseudo-label term
-    pseudo_weight · mean_u[1(max q ≥ τ) · CE(student(strong u), argmax q)] when cfg.teach has one)."""
+    pseudo_weight · mean_u[1(max q ≥ τ) · CE(student(strong u), argmax q)] and the interpolation term
+    when cfg.teach has them)."""
     student, teacher = copy.deepcopy(student), copy.deepcopy(student).eval()
     gen = torch.Generator().manual_seed(gen_seed)
     mt, sup = cfg.teach, cfg.supervised
@@ -67,6 +68,13 @@ def reference_step(student, parts, cfg, gen_seed, dropout_seed, consistency=True
         confident = q.max(1).values >= mt.pseudo_threshold
         ce = -logits[len(y):].log_softmax(1).gather(1, q.argmax(1, keepdim=True))[:, 0]  # (U,)
         loss = loss + mt.pseudo_weight * (ce * confident).sum() / len(ce)
+    if mt.interpolation_weight > 0:  # λ ~ Beta(α, α) as a ratio of two Gamma(α) draws from the generator
+        a = torch._standard_gamma(torch.full((2,), mt.interpolation_alpha), generator=gen)
+        lam_u = float(a[0] / a.sum())
+        pair = torch.randperm(len(u_weak), generator=gen)
+        mixed = lam_u * u_weak + (1 - lam_u) * u_weak[pair]
+        loss = loss + mt.interpolation_weight * W_MAX * (
+            (student(mixed).softmax(1) - (lam_u * q + (1 - lam_u) * q[pair])) ** 2).mean()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(student.parameters(), mt.clip_norm)
     opt.step()
@@ -133,11 +141,25 @@ def test_one_teach_step_with_elastic_view_and_pseudo_labels_is_the_formula():
     assert (flat(without) - flat(want_student)).abs().max() > 100 * 1e-6
 
 
+def test_one_teach_step_with_interpolation_consistency_is_the_formula():
+    parts, cfg, student = tiny_setup()
+    cfg.teach.interpolation_weight, cfg.teach.interpolation_alpha = 0.5, 0.7
+    start = copy.deepcopy(student)
+    torch.manual_seed(11)
+    teacher, _ = teach(student, parts, cfg, torch.Generator().manual_seed(7))
+    want_student, want_teacher = reference_step(start, parts, cfg, gen_seed=7, dropout_seed=11)
+    torch.testing.assert_close(flat(student), flat(want_student), atol=1e-6, rtol=0)
+    torch.testing.assert_close(flat(teacher), flat(want_teacher), atol=1e-6, rtol=0)
+    cfg.teach.interpolation_weight = 0.0  # the check has teeth: without the term it lands elsewhere
+    without, _ = reference_step(start, parts, cfg, gen_seed=7, dropout_seed=11)
+    assert (flat(without) - flat(want_student)).abs().max() > 100 * 1e-6
+
+
 def test_teach_with_the_beyond_pieces_is_deterministic_for_a_seed():
     runs = []
     for seed in (5, 5, 6):
         parts, cfg, student = beyond_setup()
-        cfg.teach.epochs = 2
+        cfg.teach.epochs, cfg.teach.interpolation_weight = 2, 1.0
         torch.manual_seed(seed)
         teacher, _ = teach(student, parts, cfg, torch.Generator().manual_seed(seed))
         runs.append(flat(teacher))

@@ -5,7 +5,10 @@
     w(t) = w_max · exp(-5 (1 - min(1, t / rampup))²),  t in (fractional) epochs
     teacher ← d · teacher + (1 - d) · student  after every optimizer step (d = 0.995)
 
-Optional (off in the recipe): + pseudo_weight · mean_u[1(max p_teacher ≥ τ) · CE(student(strong(u)), argmax p_teacher)].
+Optional (off in the recipe): + pseudo_weight · mean_u[1(max p_teacher ≥ τ) · CE(student(strong(u)), argmax p_teacher)]
+and interpolation consistency (ICT, Verma et al. 2019) on the teacher's weak views v = weak(u):
+    + interpolation_weight · w(t) · mse_loss(softmax(student(λ·v + (1-λ)·v[perm])),
+                                             λ·softmax(teacher(v)) + (1-λ)·softmax(teacher(v))[perm]),  λ ~ Beta(α, α)
 
 One epoch is one pass over the unlabeled train set in batches of 256, each step paired with one
 balanced labeled batch of 32 carrying the stage-2 supervised term. The teacher runs in eval mode.
@@ -26,7 +29,7 @@ from kplab.digits.evaluate import accuracy
 from kplab.digits.model import Classifier
 from kplab.digits.recipe import DigitsConfig
 from kplab.digits.schedule import lr_factor, set_lr
-from kplab.digits.supervised import endless_batches, mixup_loss, prepare
+from kplab.digits.supervised import endless_batches, mix, mixup_loss, prepare
 from kplab.progress import bar, say
 
 
@@ -65,6 +68,14 @@ def pseudo_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return (per_row * (confidence >= threshold)).mean()
 
 
+def interpolation_loss(student: Classifier, weak_views: torch.Tensor, teacher_logits: torch.Tensor, alpha: float,
+                       gen: torch.Generator) -> torch.Tensor:
+    """The student on a mixup of weak views against the same mixup of the teacher's probabilities."""
+    mixed, perm, lam = mix(weak_views, alpha, gen)
+    p = teacher_logits.softmax(dim=1)
+    return F.mse_loss(student(mixed).softmax(dim=1), lam * p + (1 - lam) * p[perm])
+
+
 def teach(student: Classifier, parts: Parts, cfg: DigitsConfig, gen: torch.Generator,
           on_epoch: Callable[[float, Classifier, Classifier], None] | None = None) -> tuple[Classifier, dict]:
     """Train `student` in place from its current weights; returns the teacher and per-epoch history.
@@ -93,13 +104,17 @@ def teach(student: Classifier, parts: Parts, cfg: DigitsConfig, gen: torch.Gener
             x_l, perm, lam = prepare(parts.x_train[lidx], sup, cfg.augment, mt.mixup, gen)  # (32, 784)
             u = parts.x_unlabeled[uidx]  # (256, 784)
             logits = student(torch.cat([x_l, augment.strong(u, cfg.augment, gen)]))  # (288, 10)
+            weak = augment.weak(u, cfg.augment, gen)  # (256, 784)
             with torch.no_grad():
-                target = teacher(augment.weak(u, cfg.augment, gen))  # (256, 10)
+                target = teacher(weak)  # (256, 10)
             l_sup = mixup_loss(logits[: len(lidx)], parts.y_train[lidx], perm, lam, sup.label_smoothing)
             l_cons = consistency_loss(logits[len(lidx):], target)
             loss = l_sup + w * l_cons
             if mt.pseudo_weight > 0:
                 loss = loss + mt.pseudo_weight * pseudo_label_loss(logits[len(lidx):], target, mt.pseudo_threshold)
+            if mt.interpolation_weight > 0:
+                loss = loss + mt.interpolation_weight * w * interpolation_loss(
+                    student, weak, target, mt.interpolation_alpha, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), mt.clip_norm)

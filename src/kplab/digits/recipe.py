@@ -112,6 +112,10 @@ class TeachConfig:
     # confident weak-view predictions (FixMatch-style pseudo-labels).
     pseudo_weight: float = 0.0
     pseudo_threshold: float = 0.95
+    # Beyond the recipe (0 = off): interpolation consistency (ICT) on pairs of weak unlabeled views, the
+    # student's output on their mixup pulled to the same mix of the teacher's outputs, at this multiple of w(t).
+    interpolation_weight: float = 0.0
+    interpolation_alpha: float = 1.0  # λ ~ Beta(α, α); 1 = uniform
 
 
 @dataclass
