@@ -38,6 +38,7 @@ VARIANTS = {
     "cosine-60": LONG,
     "elastic-cosine-60": ["augment.elastic_alpha=34", *LONG],
     "elastic-cosine-pseudo-60": ["augment.elastic_alpha=34", *LONG, "teach.pseudo_weight=1.0"],
+    "elastic-cosine-ict-60": ["augment.elastic_alpha=34", *LONG, "teach.interpolation_weight=1.0"],
 }
 
 
