@@ -34,13 +34,13 @@ def test_defaults_are_the_recipe_and_the_preset_restates_them():
     assert cfg.teach.interpolation_weight == 0.0
 
 
-def test_best_is_beyond_plus_elastic_the_long_cosine_stage_three_and_interpolation():
+def test_best_is_beyond_plus_elastic_and_the_long_cosine_stage_three():
     beyond = load_config(DigitsConfig, preset="digits-beyond")
     assert beyond == load_config(DigitsConfig, overrides=["teach.consistency=100"])
     best = load_config(DigitsConfig, preset="digits-best")
     assert best == load_config(DigitsConfig, preset="digits-beyond", overrides=[
         "augment.elastic_alpha=34", "augment.elastic_sigma=4", "teach.epochs=60", "teach.lr=2e-4",
-        "teach.schedule=cosine", "teach.interpolation_weight=1"])
+        "teach.schedule=cosine"])
 
 
 def test_parameter_count_matches_the_layer_formula():

@@ -15,7 +15,7 @@ def _config_options(f):
         click.option("--data", required=True, help="MNIST: folder of idx files (raw or .gz), an .npz, or an http(s) base URL."),
         click.option("--cache", type=click.Path(file_okay=False), default=None,
                      help="Download cache for --data URLs (default ~/.cache/kplab/mnist or $KPLAB_CACHE/mnist)."),
-        click.option("--preset", default=None, help="digits (the recipe, default), beyond (w = 100) or best (beyond + elastic, interpolation consistency, 60 epochs cosine)."),
+        click.option("--preset", default=None, help="digits (the recipe, default), beyond (w = 100) or best (beyond + elastic, 60 epochs cosine)."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, help="A TOML config file."),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any field, e.g. teach.epochs=10."),
         click.option("--labels", type=int, default=None, help="Labeled train size (split.labeled_train; default 100)."),
