@@ -31,6 +31,10 @@ from kplab.faces.training.model import ModelConfig, build_model, count_params, s
 from kplab.progress import bar, say
 
 
+LOSSES = ("l1", "mse", "smooth_l1", "wing")
+WING_PX = (4.0, 0.5)  # wing loss width and curvature in pixels, around the default's val RMSE of 1.4 px
+
+
 @dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -44,7 +48,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
     loss: str = "l1"              # "l1" | "mse" | "smooth_l1" | "wing" on normalised coordinates, masked
-    wing_px: tuple[float, float] = (4.0, 0.5)  # the wing loss's width and curvature, in pixels
+    wing_px: tuple[float, float] = WING_PX  # the wing loss's width and curvature, in pixels
     dense_weight: float = 1.0     # weight of the dense points' loss (model.dense_layout) beside the output points'
     ema_decay: float = 0.998      # per step; the EMA weights are what gets evaluated and saved
     grad_clip: float = 5.0
@@ -69,11 +73,8 @@ def wing_loss(pred: torch.Tensor, target: torch.Tensor, width: float, curvature:
     return torch.where(d < width, width * torch.log1p(d / curvature), d - joint)
 
 
-LOSSES = ("l1", "mse", "smooth_l1", "wing")
-
-
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str,
-                wing_px: tuple[float, float] = (4.0, 0.5)) -> torch.Tensor:
+                wing_px: tuple[float, float] = WING_PX) -> torch.Tensor:
     """Mean loss over present coordinates. pred/target (N, K, 2) normalised, mask (N, K) bool."""
     if kind == "wing":
         per_coord = wing_loss(pred, target, *(v / HALF for v in wing_px))  # pixels -> normalised units
