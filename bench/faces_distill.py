@@ -60,7 +60,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     arrays = dict(np.load(args.data, allow_pickle=False))
     images = image_tensor(arrays["images"])
-    layout, dense_layout = get_layout("kaggle15"), get_layout("ibug68")
+    layout = get_layout("kaggle15")
     train, val = arrays["split"] == "train", arrays["split"] == "val"
     truth = torch.from_numpy(np.nan_to_num(normalise(arrays["keypoints"]))).float()
     present = torch.from_numpy(~np.isnan(arrays["keypoints"]).any(-1))
@@ -95,7 +95,7 @@ def main():
         subprocess.run([*KPLAB, "train", "--data", str(labels), "--preset", "default", "--seed", str(args.seed),
                         "--out", str(student), "--set", f"threads={args.threads}"], check=True)
     best = json.loads((student / "metrics.json").read_text())["best_val_score"]
-    print(f"\n| model | val score |\n|---|---|")
+    print("\n| model | val score |\n|---|---|")
     for run, p in zip(args.teachers, predictions):
         print(f"| teacher {run}, flip TTA | {score(p, val):.1f} |")
     print(f"| ensemble, flip TTA | {score(ensemble, val):.1f} |")
