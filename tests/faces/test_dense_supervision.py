@@ -1,5 +1,7 @@
 """Dense supervision: the 68 points behind 15-point crops ride through data, augmentation, model and loss."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -103,6 +105,20 @@ def test_supervised_loss_weighs_dense_points_and_leaves_out_those_outside_the_im
     # A regression head can reach the point outside: it counts there.
     expected_dense = (0.2 * 134 + abs(9.0 - 1.5) + 9.0) / 136
     assert supervised_loss(pred, y, m, regression).item() == pytest.approx(0.1 + 0.5 * expected_dense, abs=1e-5)
+
+
+def test_supervised_loss_gives_both_point_sets_the_configured_wing_shape():
+    # errors of 1 px on the output points, 3 px on the dense ones; wing of width 2 px, curvature 1 px
+    cfg = TrainConfig(model=ModelConfig(dense_layout="ibug68"), loss="wing", wing_px=(2.0, 1.0), dense_weight=0.5)
+    y = torch.full((1, 83, 2), 0.25)
+    pred = y.clone()
+    pred[0, :15] += 1 / 48
+    pred[0, 15:] -= 3 / 48
+    w, c = 2 / 48, 1 / 48
+    below = w * math.log(1 + (1 / 48) / c)            # 1 px < width: the logarithmic piece
+    beyond = 3 / 48 - (w - w * math.log(1 + w / c))   # 3 px > width: the linear piece
+    m = torch.ones(1, 83, dtype=torch.bool)
+    assert supervised_loss(pred, y, m, cfg).item() == pytest.approx(below + 0.5 * beyond, rel=1e-5)
 
 
 def test_without_dense_points_only_the_output_points_are_supervised(tmp_path, capsys):

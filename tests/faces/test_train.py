@@ -362,8 +362,8 @@ def test_smooth_l1_loss_is_quadratic_near_zero_and_linear_beyond_one():
 
 def test_wing_loss_is_logarithmic_below_its_width_and_l1_shifted_beyond():
     # width 4 px, curvature 0.5 px; errors of 1 px and 12 px in x, none in y (I2DL units: px / 48)
-    target = torch.zeros(1, 2, 2)
-    pred = torch.tensor([[[1.0, 0.0], [12.0, 0.0]]]) / 48
+    target = torch.tensor([[[0.3, -0.2], [-0.4, 0.1]]])
+    pred = target + torch.tensor([[[1.0, 0.0], [-12.0, 0.0]]]) / 48
     mask = torch.ones(1, 2, dtype=torch.bool)
     w, e = 4 / 48, 0.5 / 48
     small = w * math.log(1 + (1 / 48) / e)            # 4/48 ln 3
