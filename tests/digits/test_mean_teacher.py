@@ -217,3 +217,19 @@ def test_consistency_weight_ramps_over_short_rampups_too():
 
     assert consistency_weight(0.25, 10.0, 0.5) == pytest.approx(10.0 * math.exp(-5 * 0.25))
     assert consistency_weight(0.0, 10.0, 0.0) == 10.0
+
+
+def test_interpolation_off_adds_no_student_pass():
+    # Off (weight 0), the term costs nothing: the student sees one batch of labeled + unlabeled rows a
+    # step (and the val images at the epoch's end), never the mixed unlabeled batch alone.
+    parts, cfg, student = tiny_setup()
+    sizes = []
+    # (the teacher is a deep copy and inherits the hook: count the student's own calls only)
+    student.register_forward_hook(lambda module, inputs, output: sizes.append(len(inputs[0]))
+                                  if module is student else None)
+    teach(student, parts, cfg, torch.Generator().manual_seed(7))
+    assert N_U not in sizes and len(sizes) == 2  # the step's batch, then val
+    cfg.teach.interpolation_weight = 1.0  # on: a second pass over the mixed unlabeled batch
+    sizes.clear()
+    teach(student, parts, cfg, torch.Generator().manual_seed(7))
+    assert sizes.count(N_U) == 1
