@@ -21,30 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kplab.faces.training.augment import flip_faces
-from kplab.faces.training.evaluate import image_tensor
-from kplab.faces.training.layout import CENTER, HALF, get_layout, normalise
+from kplab.faces.training.evaluate import image_tensor, predict
+from kplab.faces.training.layout import CENTER, HALF, get_layout, normalise, stacked
 from kplab.faces.training.metrics import keypoint_metrics
 from kplab.faces.training.model import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 KPLAB = [sys.executable, "-m", "kplab"]
-
-
-@torch.no_grad()
-def flip_averaged_points(model, images: torch.Tensor) -> torch.Tensor:
-    """Output then dense points (N, K + K_dense, 2), normalised, averaged with the mirrored image's."""
-    model.eval()
-    n_out = model.layout.n_points
-    out = []
-    for chunk in images.split(64):
-        chunk = chunk.contiguous(memory_format=torch.channels_last)
-        mirrored = chunk.flip(-1)
-        back = model(mirrored, dense=True)
-        _, own = flip_faces(mirrored, back[:, :n_out], model.layout)
-        _, dense = flip_faces(mirrored, back[:, n_out:], model.dense_layout)
-        out.append((model(chunk, dense=True) + torch.cat([own, dense], 1)) / 2)
-    return torch.cat(out)
 
 
 def main():
@@ -73,7 +56,8 @@ def main():
         model = load_model(run)
         if model.dense_layout is None or model.layout.name != layout.name:
             sys.exit(f"{run}: a teacher must predict kaggle15 with ibug68 dense points (the default preset)")
-        predictions.append(flip_averaged_points(model, images))
+        both = stacked(model.layout, model.dense_layout)  # output points, then the dense ones
+        predictions.append(predict(model, images, both, tta=True, dense=True))
         print(f"teacher {run}: val {score(predictions[-1], val):.1f} (flip TTA)", flush=True)
     ensemble = torch.stack(predictions).mean(0)
     print(f"ensemble of {len(predictions)}: val {score(ensemble, val):.1f}", flush=True)

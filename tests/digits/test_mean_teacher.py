@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from kplab.digits import augment
 from kplab.digits.dataset import Parts
-from kplab.digits.mean_teacher import consistency_loss, teach
+from kplab.digits.mean_teacher import consistency_loss, consistency_weight, teach
 from kplab.digits.model import Classifier
 from kplab.digits.recipe import DigitsConfig, ModelConfig, SupervisedConfig, TeachConfig
 from kplab.digits.supervised import endless_batches, prepare
@@ -186,8 +186,6 @@ def test_history_is_the_per_epoch_mean_of_constant_losses_over_a_fractional_last
     # Blank images stay blank under every augmentation and one class makes mixup a no-op, so with a frozen
     # dropout-free student (lr 0) each step's supervised loss is the same number c and the consistency is 0
     # (the teacher is the student's copy). 1.5 epochs of 4 steps: two history rows, the second over 2 steps.
-    from kplab.digits.mean_teacher import consistency_weight
-
     parts, cfg, _ = tiny_setup()
     blank = torch.zeros_like(parts.x_unlabeled)
     parts = Parts(**{**parts.__dict__, "x_train": torch.zeros_like(parts.x_train), "y_train": torch.full((20,), 3),
@@ -213,8 +211,6 @@ def test_history_is_the_per_epoch_mean_of_constant_losses_over_a_fractional_last
 
 
 def test_consistency_weight_ramps_over_short_rampups_too():
-    from kplab.digits.mean_teacher import consistency_weight
-
     assert consistency_weight(0.25, 10.0, 0.5) == pytest.approx(10.0 * math.exp(-5 * 0.25))
     assert consistency_weight(0.0, 10.0, 0.0) == 10.0
 

@@ -93,6 +93,25 @@ def test_evaluate_with_tta_scores_a_consistent_model_perfectly():
     assert metrics["rmse_px"] == pytest.approx(0.0, abs=1e-4) and metrics["nme_io"] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_dense_prediction_mirrors_each_point_set_by_its_own_pairs():
+    from kplab.faces.training.augment import flip_faces
+    from kplab.faces.training.layout import IBUG68, stacked
+    from kplab.faces.training.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(dense_layout="ibug68", dense_mode="aux"), KAGGLE15).eval()
+    images = torch.rand(5, 1, 96, 96)
+    both = stacked(KAGGLE15, IBUG68)
+    with torch.no_grad():
+        plain, mirrored = model(images, dense=True), model(images.flip(-1), dense=True)  # (5, 83, 2)
+    torch.testing.assert_close(predict(model, images, both, dense=True, batch_size=2), plain)
+    got = predict(model, images, both, tta=True, dense=True, batch_size=2)
+    torch.testing.assert_close(got[:, :15], predict(model, images, KAGGLE15, tta=True), rtol=0, atol=1e-6)
+    back = flip_faces(images.flip(-1), mirrored[:, 15:], IBUG68)[1]
+    torch.testing.assert_close(got[:, 15:], (plain[:, 15:] + back) / 2, rtol=0, atol=1e-6)
+    assert (got - plain).abs().max() > 1e-3  # the mirror changed something worth checking
+
+
 # ------------------------------------------------------------------ the evaluation report and `kplab evaluate`
 
 def reference_metrics(model, faces, tta: bool) -> dict:
