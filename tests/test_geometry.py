@@ -74,6 +74,25 @@ def test_random_affine_ranges_and_determinism():
     assert A[:, :, 2].abs().max() <= 0.08 and A[:, :, 2].abs().max() > 0.079
 
 
+def test_random_affine_reframe_keeps_the_framing_of_the_rest_and_the_same_draws():
+    """reframe p: a share p of the samples is scaled and shifted; the others are the same rotation and
+    shear with scale 1 and shift 0 (compose_affine of their own draws), and p never reshuffles the draws."""
+    def draw(reframe):
+        g = torch.Generator().manual_seed(8)
+        return random_affine(4000, rotation_deg=20, scale=(0.8, 1.25), shift=0.2, shear_deg=5, generator=g,
+                             dtype=torch.float64, reframe=reframe)
+
+    full, none, part = draw(1.0), draw(0.0), draw(0.3)
+    assert none[:, :, 2].abs().max() == 0 and full[:, :, 2].abs().min() > 0
+    torch.testing.assert_close(torch.linalg.det(none[:, :, :2]), torch.ones(4000, dtype=torch.float64))
+    scale = torch.linalg.det(full[:, :, :2]).sqrt()  # shear and rotation keep areas: det = s^2
+    torch.testing.assert_close(none[:, :, :2], full[:, :, :2] / scale[:, None, None], rtol=0, atol=1e-12)
+    moved = (part[:, :, 2] != 0).any(1)  # (N,)
+    assert 0.27 < moved.double().mean() < 0.33  # 0.3 +- 5 standard errors of 4000 draws
+    torch.testing.assert_close(part[moved], full[moved], rtol=0, atol=0)
+    torch.testing.assert_close(part[~moved], none[~moved], rtol=0, atol=0)
+
+
 def test_invert_affine_matches_linalg_inv_and_rejects_singular():
     A = random_matrices(256, seed=3)
     torch.testing.assert_close(homogeneous(invert_affine(A)), torch.linalg.inv(homogeneous(A)),

@@ -48,13 +48,15 @@ def compose_affine(rotation_deg, scale, shift, shear_deg) -> torch.Tensor:
 
 def random_affine(n: int, *, rotation_deg: float, scale: tuple[float, float], shift: float,
                   shear_deg: float, generator: torch.Generator, device=None,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                  dtype: torch.dtype = torch.float32, reframe: float = 1.0) -> torch.Tensor:
     """N random forward affines: each parameter uniform in its range, independently per sample.
 
     rotation in [-rotation_deg, rotation_deg], scale in [scale[0], scale[1]], shift per axis in
     [-shift, shift] (normalised units: 1 is half the image), shear in [-shear_deg, shear_deg].
-    Draws happen on the generator's device in a fixed order, so a seeded generator gives the same
-    matrices on any output device. Returns (N, 2, 3).
+    `reframe`: the probability that a sample takes its scale and shift draws; the others keep scale 1
+    and shift 0 (the framing they came with) and are only turned and sheared.
+    Draws happen on the generator's device in a fixed order whatever the ranges, so a seeded generator
+    gives the same matrices on any output device. Returns (N, 2, 3).
     """
     def uniform(lo, hi, *shape):
         u = torch.rand(n, *shape, generator=generator, device=generator.device, dtype=torch.float64)
@@ -64,6 +66,9 @@ def random_affine(n: int, *, rotation_deg: float, scale: tuple[float, float], sh
     sc = uniform(scale[0], scale[1])  # (N,)
     sh = uniform(-shift, shift, 2)  # (N, 2)
     shr = uniform(-shear_deg, shear_deg)  # (N,)
+    kept = uniform(0.0, 1.0) >= reframe  # (N,) framing left as it came
+    sc = torch.where(kept, torch.ones_like(sc), sc)
+    sh = torch.where(kept[:, None], torch.zeros_like(sh), sh)
     return compose_affine(rot, sc, sh, shr).to(device=device, dtype=dtype)
 
 

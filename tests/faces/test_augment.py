@@ -259,6 +259,7 @@ RULES = [  # (field, accepted edge values, refused values, the rule the message 
     ("flip", [0.0, 1.0], [-0.01, 1.01], "a probability in [0, 1]"),
     ("blur", [0.0, 1.0], [-0.01, 1.01], "a probability in [0, 1]"),
     ("cutout", [0.0, 1.0], [-0.01, 1.01], "a probability in [0, 1]"),
+    ("reframe", [0.0, 1.0], [-0.01, 1.01], "a probability in [0, 1]"),
     ("rotation_deg", [0.0], [-0.5], ">= 0"),
     ("shift", [0.0], [-0.01], ">= 0"),
     ("brightness", [0.0], [-0.01], ">= 0"),

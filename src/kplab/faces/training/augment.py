@@ -38,6 +38,7 @@ class AugmentConfig:
     rotation_deg: float = 15.0  # |rotation| up to this; head roll in the data is mostly within it
     scale: tuple[float, float] = (0.9, 1.1)  # isotropic zoom range (> 1 enlarges the face)
     shift: float = 0.08  # |shift| per axis, as a fraction of half the image (0.08 -> about 4 px)
+    reframe: float = 1.0  # probability that a sample is shifted and scaled; the rest keep their framing
     shear_deg: float = 5.0  # |horizontal shear| up to this
     padding: str = "border"  # uncovered corners: "border" repeats edge pixels, "zeros" is black
     brightness: float = 0.2  # add U(-b, b)
@@ -55,7 +56,7 @@ def check_config(cfg: AugmentConfig) -> None:
     def bad(field: str, rule: str):
         raise ConfigError(f"augment.{field} must be {rule}, got {getattr(cfg, field)!r}")
 
-    for field in ("flip", "blur", "cutout"):
+    for field in ("flip", "reframe", "blur", "cutout"):
         if not 0.0 <= getattr(cfg, field) <= 1.0:
             bad(field, "a probability in [0, 1]")
     for field in ("rotation_deg", "shift", "brightness", "gamma", "noise"):
@@ -155,7 +156,7 @@ class Augmenter:
         flip = (_uniform(generator, (n,), 0.0, 1.0, images.device, torch.float32) < cfg.flip)[share]  # (N,)
         A = random_affine(n, rotation_deg=cfg.rotation_deg, scale=cfg.scale, shift=cfg.shift,
                           shear_deg=cfg.shear_deg, generator=generator, device=images.device,
-                          dtype=images.dtype)[share]  # (N, 2, 3)
+                          dtype=images.dtype, reframe=cfg.reframe)[share]  # (N, 2, 3)
         A = matmul_affine(A, hflip_affine(flip, images.dtype))  # mirror first, then the pose change
         images = warp_images(images, A, padding_mode=cfg.padding)
         moved = warp_points(points_to_grid(points, self.pixel_centre), A.to(points.dtype))  # (N, K, 2)
