@@ -20,8 +20,9 @@ from kplab.faces.training.synthetic import synthetic_faces
 from kplab.faces.training.train import TrainConfig, train
 
 EPOCHS = 5
+# seed 2: a run that meets the premise below (the augmentation's random stream decides it; re-pick if that stream changes)
 CFG = TrainConfig(model=ModelConfig(widths=(4, 4, 8, 8), blocks=(0, 0, 0, 0), head_width=4), epochs=EPOCHS,
-                  batch_size=8, lr=3.0, warmup_epochs=0, ema_decay=0.0, threads=1, seed=0)
+                  batch_size=8, lr=3.0, warmup_epochs=0, ema_decay=0.0, threads=1, seed=2)
 
 
 class Crash(Exception):
