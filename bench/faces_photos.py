@@ -131,8 +131,8 @@ def main():
         predictor = Predictor(args.model, passes=passes, starts=starts)
         start = time.perf_counter()
         faces, truths = predict_drawn(predictor, photos, boxes, truth)
-        row(f"perturbed boxes, {passes} passes, {starts} starts", faces, truths, layout,
-            time.perf_counter() - start, len(truths))
+        label = f"perturbed boxes, {passes} passes, {starts} starts{', flip TTA' if predictor.tta else ''}"
+        row(label, faces, truths, layout, time.perf_counter() - start, len(truths))
 
 
 if __name__ == "__main__":

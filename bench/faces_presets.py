@@ -2,7 +2,8 @@
 
 Usage: python bench/faces_presets.py [--data PATH] [--presets fast,default,best] [--out runs/bench]
 Each preset runs as a fresh `kplab train` process (wall time includes start-up and data loading),
-then `kplab evaluate --json` scores the saved best model on val, with and without flip TTA.
+then `kplab evaluate --json` scores the saved best model on val, without and with flip TTA (`best` is
+validated with it, so its checkpoint is the epoch that scored best with it).
 """
 
 import argparse
@@ -24,7 +25,7 @@ def run_preset(preset: str, data: str, out: Path) -> dict:
     row = {"preset": preset, "wall_s": wall}
     for tta in (False, True):
         cmd = [*KPLAB, "evaluate", str(out), "--data", data, "--json", "--out", str(out / f"eval{'-tta' * tta}")]
-        metrics = json.loads(subprocess.run(cmd + (["--tta"] if tta else []), check=True,
+        metrics = json.loads(subprocess.run(cmd + ["--tta" if tta else "--no-tta"], check=True,
                                             capture_output=True, text=True).stdout)
         suffix = "_tta" if tta else ""
         row.update({f"score{suffix}": metrics["score"], f"rmse_px{suffix}": metrics["rmse_px"],

@@ -1,8 +1,9 @@
 """Dataclass configs, TOML preset files and `--set key=value` overrides.
 
-A config is a (possibly nested) dataclass. Presets are TOML files that set some of its fields;
-overrides use dotted names for nested fields (`model.width=32`). Unknown keys and badly typed
-values are errors that name the key, never silently ignored.
+A config is a (possibly nested) dataclass. Presets are TOML files that set some of its fields; a
+preset or config file may start from a shipped preset with `extends = "faces-default"` and set only
+what differs. Overrides use dotted names for nested fields (`model.width=32`). Unknown keys and badly
+typed values are errors that name the key, never silently ignored.
 """
 
 from __future__ import annotations
@@ -17,15 +18,23 @@ from typing import Any, TypeVar
 from kplab.errors import ConfigError
 
 C = TypeVar("C")
+EXTENDS = "extends"  # the key naming the shipped preset a TOML file starts from
 
 
 def preset_path(name: str) -> Path:
     """Path of a preset TOML shipped inside the package, e.g. `faces-fast`."""
-    path = Path(str(resources.files("kplab") / "presets" / f"{name}.toml"))
+    path = _presets_dir() / f"{name}.toml"
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.toml"))
-        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(shipped_presets())}")
     return path
+
+
+def shipped_presets() -> list[str]:
+    return sorted(p.stem for p in _presets_dir().glob("*.toml"))
+
+
+def _presets_dir() -> Path:
+    return Path(str(resources.files("kplab") / "presets"))
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -97,9 +106,24 @@ def load_config(cls: type[C], *, preset: str | None = None, file: str | Path | N
     if preset and file:
         raise ConfigError("give either a preset or a config file, not both")
     if preset or file:
-        path = preset_path(preset) if preset else Path(file)
-        cfg = merge(cfg, read_toml(path), where=str(path))
+        for path, data in _extension_chain(preset_path(preset) if preset else Path(file)):
+            cfg = merge(cfg, data, where=str(path))
     return apply_overrides(cfg, overrides)
+
+
+def _extension_chain(path: Path, below: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """(file, its settings) in the order they apply: the presets `path` extends first, then its own.
+    `below`: the files already on the chain, so a loop of `extends` is an error, not a recursion."""
+    data = read_toml(path)
+    if EXTENDS not in data:
+        return [(path, data)]
+    parent = data.pop(EXTENDS)
+    if parent not in shipped_presets():
+        raise ConfigError(f"{path}: {EXTENDS} = {parent!r} names no shipped preset; known presets: "
+                          f"{', '.join(shipped_presets())}")
+    if preset_path(parent) in (*below, path):
+        raise ConfigError(f"{path}: {EXTENDS} = {parent!r} makes a loop of presets")
+    return [*_extension_chain(preset_path(parent), (*below, path)), (path, data)]
 
 
 def _parse_text(text: str) -> Any:

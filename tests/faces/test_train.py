@@ -194,6 +194,7 @@ def test_train_records_history_summary_state_and_best_model(tmp_path, capsys):
     saved = json.loads((tmp_path / "model.json").read_text())
     best_epoch = max(history, key=lambda h: h["val_score"])["epoch"]
     assert saved["config"] == {"train": to_dict(cfg), "data": "synthetic"}
+    assert saved["flip_tta"] is False  # validated without flip TTA, so it predicts without (test_recorded_tta)
     assert saved["metrics"]["epoch"] == best_epoch
     assert saved["metrics"]["val"]["score"] == summary["best_val_score"]
     import numpy as np
@@ -345,6 +346,7 @@ def test_val_tta_scores_each_epoch_with_the_mirrored_faces_too(tmp_path):
     model = load_model(tmp_path)  # the EMA weights the epoch was scored with
     tta, plain = (evaluate(model, *to_tensors(faces), faces.layout, tta=t)[1]["score"] for t in (True, False))
     assert history[0]["val_score"] == pytest.approx(tta, rel=1e-6) and tta != pytest.approx(plain, rel=1e-6)
+    assert json.loads((tmp_path / "model.json").read_text())["flip_tta"] is True  # so it predicts that way too
 
 
 def test_learning_rate_stays_at_the_floor_past_the_last_step():

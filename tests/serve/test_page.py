@@ -267,3 +267,37 @@ def test_the_webcam_path_returns_keypoints_frame_after_frame(server, open_browse
     driver.save_screenshot(str(screenshots / "webcam.png"))
     driver.find_element(By.ID, "cam-toggle").click()
     assert_only_same_origin_requests(driver, server)
+
+
+def test_the_tta_switch_starts_at_the_models_own_and_a_request_names_tta_only_when_it_differs(
+        start_server, open_browser, synthetic_face, tmp_path):
+    """A model validated with flip TTA (the best preset's) predicts with it unless told not to: the page's
+    switch starts on, its uploads leave `tta` to the server, and switching it off asks for tta=false."""
+    from kplab.checkpoint import read_meta
+    from kplab.faces.inference.predict import resolve_model
+    from kplab.faces.training.model import load_model, save_model
+
+    shipped = resolve_model("default")
+    model = tmp_path / "flip-tta-model"
+    save_model(model, load_model(shipped), {"mean_shape": read_meta(shipped)["mean_shape"], "flip_tta": True})
+    server = start_server(str(model), "--backend", "torch", "--starts", "1")
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), synthetic_face)
+
+    def api(**params):
+        return httpx.post(f"{server.url}/v1/keypoints", content=path.read_bytes(), params=params, timeout=60).json()
+
+    def keypoint_requests():
+        return driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"
+                                     ".filter(u => u.includes('/v1/keypoints'))")
+
+    with_tta, plain = api(tta="true")["faces"], api(tta="false")["faces"]
+    assert with_tta != plain and api()["faces"] == with_tta
+    driver = open_browser()
+    open_page(driver, server)
+    assert driver.execute_script("return document.getElementById('opt-tta').checked") is True
+    assert upload(driver, path) == "photo" and drawn_faces(driver) == with_tta
+    assert "tta=" not in keypoint_requests()[-1]
+    driver.execute_script("document.getElementById('opt-tta').checked = false")
+    assert upload(driver, path) == "photo" and drawn_faces(driver) == plain
+    assert "tta=false" in keypoint_requests()[-1]

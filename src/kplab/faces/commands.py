@@ -80,7 +80,9 @@ def train(data_path, val_path, layout, preset, config_file, set_items, out, seed
 @click.option("--split", default=None, help="split to evaluate (default: val, or the data's hold-out)")
 @click.option("--layout", default=None,
               help="score in this layout, derived from the model's (e.g. kaggle15 for a 68-point model)")
-@click.option("--tta", is_flag=True, help="average with the prediction on the mirrored image")
+@click.option("--tta/--no-tta", default=None, show_default=False,
+              help="average with the prediction on the mirrored image  [default: as the model records; "
+                   "on for models trained with val_tta, as the best preset's]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object on stdout")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="write figures and tables here  [default: MODEL/eval for a model directory, "
@@ -93,9 +95,10 @@ def evaluate(model, data_path, split, layout, tta, as_json, out, device):
     from kplab.faces.training.evaluate import evaluation_report, in_layout
     from kplab.faces.training.layout import get_layout
     from kplab.faces.inference.predict import load_any_model, report_dir
+    from kplab.faces.training.model import recorded_tta
     from kplab.progress import say
 
-    module, model_layout, _ = load_any_model(model)
+    module, model_layout, meta = load_any_model(model)
     scored = get_layout(layout) if layout else model_layout
     module = in_layout(module.to(_device(device)), model_layout, scored)
     if split is None and "val" in available_splits(data_path):
@@ -103,7 +106,7 @@ def evaluate(model, data_path, split, layout, tta, as_json, out, device):
     faces = (read_train_val(data_path, layout=scored)[1] if split is None  # the hold-out training would use
              else read_faces(data_path, split, layout=scored))
     target = Path(out) if out else report_dir(model)
-    metrics, table = evaluation_report(module, faces, target, tta=tta)
+    metrics, table = evaluation_report(module, faces, target, tta=recorded_tta(meta) if tta is None else tta)
     if out is None:
         say(f"report written to {target}")
     if as_json:

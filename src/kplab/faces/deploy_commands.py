@@ -75,7 +75,9 @@ def _runs(items):
               help="folder for predictions.jsonl/.csv and annotated copies (default: records to stdout)")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default=None,
               help="model runtime  [default: onnx for a .onnx MODEL, else torch]")
-@click.option("--tta", is_flag=True, help="average with the mirrored face's prediction")
+@click.option("--tta/--no-tta", default=None, show_default=False,
+              help="average with the mirrored face's prediction  [default: as the model records; on for "
+                   "models trained with val_tta, as the best preset's]")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json")
 @click.option("--no-detect", is_flag=True, help="inputs are ready 96x96 face crops: no detection or framing")
 @click.option("--smooth", is_flag=True, help="One-Euro filter per keypoint across video frames")

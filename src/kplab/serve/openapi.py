@@ -30,8 +30,9 @@ def openapi_description(limits: Limits) -> dict:
         },
     }
     options = [
-        {"name": "tta", "in": "query", "schema": {"type": "boolean", "default": False},
-         "description": "average with the mirrored face's prediction"},
+        {"name": "tta", "in": "query", "schema": {"type": "boolean"},
+         "description": "average with the mirrored face's prediction; default: the model's own (flip_tta in "
+                        "/v1/model: false for the shipped models, true for models trained with val_tta)"},
         {"name": "min_score", "in": "query", "schema": {"type": "number", "default": 0},
          "description": "drop detections the face detector scores below this"},
         {"name": "min_quality", "in": "query", "schema": {"type": "number", "default": 0},

@@ -26,7 +26,7 @@ from kplab.faces.inference.predict import STARTS, Face, Predictor, resolve_model
 class Options:
     """Per-request options, named and meaning exactly as `kplab predict`'s flags."""
 
-    tta: bool = False
+    tta: bool | None = None  # None: as the model records (see Predictor)
     detect: bool = True
     min_score: float = 0.0
     min_quality: float = 0.0
@@ -70,7 +70,8 @@ class KeypointService:
     def for_options(self, options: Options) -> Predictor:
         """The predictor with these options; shares the model, detector and framing."""
         variant = copy.copy(self.predictor)
-        variant.tta, variant.detect = options.tta, options.detect
+        variant.tta = self.predictor.tta if options.tta is None else options.tta
+        variant.detect = options.detect
         variant.min_score, variant.min_quality = options.min_score, options.min_quality
         variant.starts = self.predictor.starts if options.starts is None else options.starts
         variant.passes = self.predictor.passes if options.passes is None else options.passes
@@ -102,6 +103,7 @@ class KeypointService:
             "contours": contour_chains(self.layout),
             "flip_pairs": [list(p) for p in self.layout.flip_pairs],
             "pixel_centre": PIXEL_CENTRE,
+            "flip_tta": self.predictor.tta,  # what a request without `tta` gets
             "n_params": meta.get("n_params"),
             "architecture": meta.get("model"),
             "metrics": meta.get("metrics"),

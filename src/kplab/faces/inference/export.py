@@ -36,6 +36,8 @@ def export_onnx(model: nn.Module, meta: dict, exporter: str = "dynamo", opset: i
     exporter "dynamo" is torch's current exporter (torch.export graph capture; about 10-20 s here);
     "torchscript" is the older tracing exporter (deprecated by torch, about 1 s, same graph results).
     """
+    from kplab.faces.training.model import recorded_tta
+
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     import onnx
@@ -62,6 +64,7 @@ def export_onnx(model: nn.Module, meta: dict, exporter: str = "dynamo", opset: i
         "mean_shape": json.dumps(meta.get("mean_shape")),
         **({"framing_target": json.dumps(meta["framing_target"])} if "framing_target" in meta else {}),
         "metrics": json.dumps(meta.get("metrics")),
+        "flip_tta": json.dumps(recorded_tta(meta)),
         "n_params": str(meta.get("n_params", "")),
         "weights_sha256": meta.get("weights_sha256", ""),
         "input": f"{INPUT_NAME}: float32 (N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}), grey pixels / 255",
@@ -190,7 +193,7 @@ class OnnxModule(nn.Module):
         self.layout = Layout.from_dict(json.loads(self.metadata["layout"]))
         # model.json's fields as far as the file carries them (framing, metrics, hash, normalisation)
         self.meta = {key: json.loads(self.metadata[key]) for key in
-                     ("layout", "normalisation", "mean_shape", "framing_target", "metrics") if key in self.metadata}
+                     ("layout", "normalisation", "mean_shape", "framing_target", "metrics", "flip_tta") if key in self.metadata}
         self.meta.update({key: self.metadata[key] for key in ("weights_sha256", "kplab_version") if key in self.metadata})
         if self.metadata.get("n_params", "").isdigit():
             self.meta["n_params"] = int(self.metadata["n_params"])

@@ -23,6 +23,7 @@ from kplab.faces.training.framing import Framing, crop_faces, uncrop_points, who
 from kplab.faces.inference.export import OnnxModule
 from kplab.faces.training.images import read_image, to_bgr8, to_grey
 from kplab.faces.training.layout import IMAGE_SIZE, PIXEL_CENTRE, Layout, get_layout, to_pixels
+from kplab.faces.training.model import recorded_tta
 
 # Models shipped inside the package (kplab/models/...), by the names commands accept: model directories,
 # and the 68-point model's int8 ONNX file (same accuracy, about 3x faster on one CPU thread).
@@ -134,7 +135,8 @@ class Predictor:
 
     model: a shipped model ("default", "faces68"), a model directory, or an exported .onnx file.
     backend: "torch" or "onnx" (ONNX Runtime); None picks onnx for a .onnx file, torch otherwise.
-    tta: average each prediction with the mirrored crop's (two forwards per batch).
+    tta: average each prediction with the mirrored crop's (two forwards per batch); None: as the model
+      records (models trained with `val_tta`, as the `best` preset's are, were validated that way).
     detect: find faces with the Haar detector and frame them; False treats each image as a ready crop.
     passes: framing passes per face; pass 2 and later re-frame on the previous pass's eyes and mouth.
     min_score: drop detections whose detector score is below this (0 keeps all; see
@@ -151,7 +153,7 @@ class Predictor:
     `forward_calls` counts the model's forward calls (batches), on either backend.
     """
 
-    def __init__(self, model: str | Path = "default", backend: str | None = None, tta: bool = False,
+    def __init__(self, model: str | Path = "default", backend: str | None = None, tta: bool | None = None,
                  detect: bool = True, passes: int = 3, batch_size: int = 256, threads: int | None = None,
                  min_score: float = 0.0, layout: str | Layout | None = None, starts: int = len(STARTS),
                  min_quality: float = 0.0, detect_step: float = 1.1):
@@ -162,7 +164,8 @@ class Predictor:
         self.output_layout = self.layout if layout is None else (
             layout if isinstance(layout, Layout) else get_layout(layout))
         self.to_output = self.layout.converter(self.output_layout)  # (K_out, K): raises if not derivable
-        self.tta, self.detect, self.passes, self.batch_size = tta, detect, passes, batch_size
+        self.tta = recorded_tta(self.metadata) if tta is None else tta
+        self.detect, self.passes, self.batch_size = detect, passes, batch_size
         self.min_score, self.starts, self.min_quality = min_score, starts, min_quality
         self.detector = HaarFaceDetector(scale_factor=detect_step) if detect else None
         self.framing = None

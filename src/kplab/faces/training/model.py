@@ -198,6 +198,12 @@ def save_model(directory: str | Path, model: KeypointNet, extra: dict | None = N
     return path
 
 
+def recorded_tta(meta: dict) -> bool:
+    """Whether a model predicts with flip TTA unless told otherwise: one trained with `val_tta` was
+    validated and picked that way, so its recorded val score is what it delivers with it."""
+    return bool(meta.get("flip_tta", False))
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> KeypointNet:
     """Rebuild the model from DIR/model.json and load DIR/model.safetensors; eval mode."""
     tensors, meta = checkpoint.load(directory)

@@ -257,7 +257,7 @@ def train(cfg: TrainConfig, train_set: FaceSet, val_set: FaceSet, out: str | Pat
         improved = metrics["score"] > best
         if improved:
             best = metrics["score"]
-            save_model(out, ema.model, {"config": saved_config, **framing,
+            save_model(out, ema.model, {"config": saved_config, **framing, "flip_tta": cfg.val_tta,
                                          "metrics": {"val": metrics, "epoch": epoch + 1}})
         say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val score {metrics['score']:.1f}  "
             f"rmse {metrics['rmse_px']:.2f}px  nme_io {100 * metrics['nme_io']:.2f}%"

@@ -23,6 +23,7 @@ async function loadModel() {
   const response = await fetch("/v1/model");
   state.model = await response.json();
   const m = state.model;
+  $("opt-tta").checked = Boolean(m.flip_tta);  // the model's own default; a request says so only when it differs
   const val = m.metrics && m.metrics.val;
   const parts = [
     `<b>${escapeHtml(m.model)}</b>`,
@@ -60,7 +61,7 @@ async function postImage(blob, params) {
 
 function photoParams() {
   const params = {};
-  if ($("opt-tta").checked) params.tta = "true";
+  if ($("opt-tta").checked !== Boolean(state.model && state.model.flip_tta)) params.tta = String($("opt-tta").checked);
   if (!$("opt-detect").checked) params.detect = "false";
   const minScore = parseFloat($("opt-min-score").value);
   if (minScore > 0) params.min_score = String(minScore);
