@@ -3,9 +3,11 @@
 Usage: python bench/faces_ablation.py [--variants a,b,...] [--seeds 0] [--base default] [--threads 0]
        [--out runs/ablation] [--data PATH] [--list]
 Each variant is `kplab train --preset BASE --set ...` in a fresh process (wall time includes start-up and
-data loading), then `kplab evaluate --json` on val, `kplab bench --json --threads 1` for the ONNX
+data loading), then `kplab evaluate --json` on val without and with flip TTA (the table's error columns
+are without), `kplab bench --json --threads 1` for the ONNX
 latency of one face, and the 40 real photos (bench/faces_photos.py's photo_scores: NME_io on the
-detector's boxes, and mean / max over 10 perturbed boxes per photo). Finished runs
+detector's boxes, and mean / max over 10 perturbed boxes per photo; with flip TTA for a model validated
+with it, as `best`'s, since that is how it predicts). Finished runs
 (OUT/BASE/VARIANT-sS/metrics.json present) are not trained again, so the table can be built up over
 several sittings and re-printed with the same command. With several seeds the table shows mean +- half
 the range (the spread a change has to beat). The ONNX latency is measured while whatever else runs on
@@ -65,6 +67,12 @@ VARIANTS = {
                         ["model.dense_layout=ibug68", "model.dense_mode=derive", "epochs=16"]),
     "derive+stride4": ("dense-derive and stride 4",
                        ["model.dense_layout=ibug68", "model.dense_mode=derive", "model.heatmap_stride=4"]),
+    # for --base best (README "The best preset")
+    "previous-best": ("the best preset as it was: 45 epochs, its 15 points alone, validated without flip TTA",
+                      ["epochs=45", "val_tta=false", "model.dense_layout=", "model.dense_mode=aux"]),
+    "epochs50": ("50 epochs instead of the base's", ["epochs=50"]),
+    "epochs50-reframe20": ("50 epochs, and 80 % of the crops' framing kept (reframe 0.2 instead of 0.3)",
+                           ["epochs=50", "augment.reframe=0.2"]),
 }
 
 
@@ -78,12 +86,14 @@ def run_variant(name: str, seed: int, base: str, data: str, out: Path, threads: 
                         "--set", *sets], check=True)
         (run / "wall.json").write_text(json.dumps({"wall_s": time.perf_counter() - t0}))
     row = {"variant": name, "seed": seed, "wall_s": json.loads((run / "wall.json").read_text())["wall_s"]}
-    evaluated = run / "eval.json"
-    if not evaluated.is_file():
-        cmd = [*KPLAB, "evaluate", str(run), "--data", data, "--json", "--out", str(run / "eval")]
-        evaluated.write_text(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    metrics = json.loads(evaluated.read_text())
-    row.update(score=metrics["score"], rmse_px=metrics["rmse_px"], nme_io=metrics["nme_io"])
+    for tta in ("--no-tta", "--tta"):
+        evaluated = run / f"eval{tta[1:]}.json"
+        if not evaluated.is_file():
+            cmd = [*KPLAB, "evaluate", str(run), "--data", data, tta, "--json", "--out", str(run / f"eval{tta[1:]}")]
+            evaluated.write_text(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    metrics = json.loads((run / "eval-no-tta.json").read_text())
+    row.update(score=metrics["score"], rmse_px=metrics["rmse_px"], nme_io=metrics["nme_io"],
+               score_tta=json.loads((run / "eval-tta.json").read_text())["score"])
     speed = run / "bench.json"
     if not speed.is_file():
         cmd = [*KPLAB, "bench", str(run), "--json", "--threads", "1", "--repeats", "300"]
@@ -127,12 +137,13 @@ def main():
     out = Path(args.out) / args.base
     rows = {n: [run_variant(n, s, args.base, args.data, out, args.threads) for s in seeds] for n in names}
     print(f"\nbase preset: {args.base}; seeds {args.seeds}; val = faces15 val (752 faces)\n")
-    print("| variant | what | val score | rmse_px | val NME_io % | photos NME_io % | perturbed mean / max % "
-          "| wall min | ONNX ms (1 thread, b=1) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| variant | what | val score | with flip TTA | rmse_px | val NME_io % | photos NME_io % "
+          "| perturbed mean / max % | wall min | ONNX ms (1 thread, b=1) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n, rs in rows.items():
         col = (lambda key, scale=1.0: [r[key] * scale for r in rs])
-        print(f"| {n} | {VARIANTS[n][0]} | {spread(col('score'), '.1f')} | {spread(col('rmse_px'), '.3f')} | "
+        print(f"| {n} | {VARIANTS[n][0]} | {spread(col('score'), '.1f')} | {spread(col('score_tta'), '.1f')} | "
+              f"{spread(col('rmse_px'), '.3f')} | "
               f"{spread(col('nme_io', 100), '.2f')} | {spread(col('photos_nme_io'), '.2f')} | "
               f"{spread(col('perturbed_mean'), '.2f')} / {spread(col('perturbed_max'), '.1f')} | "
               f"{spread(col('wall_s', 1 / 60), '.1f')} | "
