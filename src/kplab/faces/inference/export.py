@@ -24,6 +24,7 @@ from torch import nn
 from kplab.checkpoint import atomic_write_bytes, read_meta
 from kplab.errors import CheckpointError
 from kplab.faces.training.layout import IMAGE_SIZE, Layout
+from kplab.faces.training.model import recorded_tta
 
 OPSET = 18  # the lowest opset the torch.export-based exporter emits; ONNX Runtime >= 1.14 runs it
 INPUT_NAME, OUTPUT_NAME = "image", "keypoints"
@@ -36,8 +37,6 @@ def export_onnx(model: nn.Module, meta: dict, exporter: str = "dynamo", opset: i
     exporter "dynamo" is torch's current exporter (torch.export graph capture; about 10-20 s here);
     "torchscript" is the older tracing exporter (deprecated by torch, about 1 s, same graph results).
     """
-    from kplab.faces.training.model import recorded_tta
-
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     import onnx
@@ -193,7 +192,8 @@ class OnnxModule(nn.Module):
         self.layout = Layout.from_dict(json.loads(self.metadata["layout"]))
         # model.json's fields as far as the file carries them (framing, metrics, hash, normalisation)
         self.meta = {key: json.loads(self.metadata[key]) for key in
-                     ("layout", "normalisation", "mean_shape", "framing_target", "metrics", "flip_tta") if key in self.metadata}
+                     ("layout", "normalisation", "mean_shape", "framing_target", "metrics", "flip_tta")
+                     if key in self.metadata}
         self.meta.update({key: self.metadata[key] for key in ("weights_sha256", "kplab_version") if key in self.metadata})
         if self.metadata.get("n_params", "").isdigit():
             self.meta["n_params"] = int(self.metadata["n_params"])
